@@ -1,0 +1,264 @@
+"""DatasetSpec: what the pipeline needs to know about a dataset, loaded from a YAML file.
+
+The spec names the date column, keys, target, features, cost column, label lag, the source and the
+training cadence. Loading validates it against the source's real columns, so a spec that names a
+missing column, a wrong type or an unknown source fails at load with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_assets.environments import validate_identifier
+
+SOURCE_KINDS = ("simulator", "csv", "parquet", "duckdb")
+CADENCES = ("daily", "weekly")
+METRICS = ("wape", "mae", "rmse")
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+DATE = "date"
+
+
+class SpecError(ValueError):
+    """The dataset spec is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str
+    path: Path | None = None
+    table: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    cadence: str = "weekly"
+    train_days: int = 28
+    holdout_days: int = 7
+    metric: str = "wape"
+    max_train_rows: int = 200_000
+    # A new model must beat the best baseline by this relative margin on the metric.
+    baseline_margin: float = 0.05
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    event_noun: str
+    outcome_noun: str
+    description: str
+    start_date: date
+    date_column: str
+    event_key: str
+    serving_keys: tuple[str, ...]
+    target: str
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    segment_column: str
+    history_keys: tuple[str, ...]
+    history_days: int
+    label_lag_days: int
+    source: SourceSpec
+    training: TrainingSpec
+    cost_column: str | None = None
+    path: Path | None = None
+
+    @property
+    def raw_feature_columns(self) -> tuple[str, ...]:
+        return self.numeric_features + self.categorical_features
+
+    @property
+    def history_feature_columns(self) -> tuple[str, ...]:
+        cols: list[str] = []
+        for key in self.history_keys:
+            cols += [f"hist_{key}_mean", f"hist_{key}_n"]
+        return tuple(cols)
+
+    @property
+    def model_feature_columns(self) -> tuple[str, ...]:
+        """The columns a model sees, in a fixed order."""
+        return self.raw_feature_columns + self.history_feature_columns
+
+    @property
+    def event_columns(self) -> dict[str, str]:
+        """Columns a raw_events partition must have, with their kind."""
+        cols = {self.date_column: DATE, self.event_key: CATEGORICAL}
+        for c in self.categorical_features + self.serving_keys:
+            cols[c] = CATEGORICAL
+        for c in self.numeric_features:
+            cols[c] = NUMERIC
+        if self.cost_column:
+            cols[self.cost_column] = NUMERIC
+        return cols
+
+    @property
+    def history_lookback_days(self) -> int:
+        """How many days before D the features of D look back into (label lag + window)."""
+        return self.label_lag_days + self.history_days
+
+
+def _require(raw: dict[str, Any], key: str, where: str = "") -> Any:
+    if key not in raw or raw[key] in (None, ""):
+        raise SpecError(f"dataset spec field '{where}{key}' is required")
+    return raw[key]
+
+
+def _names(raw: dict[str, Any], key: str, required: bool = True) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = [value]
+    if required and not value:
+        raise SpecError(f"dataset spec field '{key}' needs at least one column")
+    return tuple(validate_column(v, key) for v in value)
+
+
+def validate_column(value: Any, what: str) -> str:
+    try:
+        return validate_identifier(value, f"dataset spec field '{what}': column")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from exc
+
+
+def _int(raw: dict[str, Any], key: str, default: int, lo: int, where: str = "") -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise SpecError(f"dataset spec field '{where}{key}' must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
+    """Build a DatasetSpec from a parsed YAML mapping (no source access)."""
+    if not isinstance(raw, dict):
+        raise SpecError("dataset spec must be a YAML mapping")
+    src_raw = _require(raw, "source")
+    if not isinstance(src_raw, dict):
+        raise SpecError("dataset spec field 'source' must be a mapping")
+    kind = _require(src_raw, "kind", "source.")
+    if kind not in SOURCE_KINDS:
+        raise SpecError(
+            f"dataset spec field 'source.kind' is {kind!r}; known sources: {', '.join(SOURCE_KINDS)}"
+        )
+    path = None
+    if kind != "simulator":
+        path = Path(_require(src_raw, "path", "source."))
+        if not path.is_absolute():
+            path = (base_dir / path).resolve()
+        if not path.exists():
+            raise SpecError(f"dataset spec field 'source.path': file {path} does not exist")
+    table = src_raw.get("table")
+    if kind == "duckdb":
+        table = validate_column(_require(src_raw, "table", "source."), "source.table")
+    source = SourceSpec(kind=kind, path=path, table=table, options=dict(src_raw.get("options") or {}))
+
+    tr_raw = raw.get("training") or {}
+    cadence = tr_raw.get("cadence", "weekly")
+    if cadence not in CADENCES:
+        raise SpecError(f"dataset spec field 'training.cadence' must be one of {CADENCES}")
+    metric = tr_raw.get("metric", "wape")
+    if metric not in METRICS:
+        raise SpecError(f"dataset spec field 'training.metric' must be one of {METRICS}")
+    training = TrainingSpec(
+        cadence=cadence,
+        train_days=_int(tr_raw, "train_days", 28, 1, "training."),
+        holdout_days=_int(tr_raw, "holdout_days", 7, 1, "training."),
+        metric=metric,
+        max_train_rows=_int(tr_raw, "max_train_rows", 200_000, 100, "training."),
+        baseline_margin=float(tr_raw.get("baseline_margin", 0.05)),
+    )
+    try:
+        start = date.fromisoformat(str(_require(raw, "start_date")))
+    except ValueError as exc:
+        raise SpecError("dataset spec field 'start_date' must be an ISO date") from exc
+
+    categorical = _names(raw, "categorical_features", required=False)
+    numeric = _names(raw, "numeric_features", required=False)
+    if not categorical and not numeric:
+        raise SpecError("dataset spec needs 'numeric_features' or 'categorical_features'")
+    segment = validate_column(raw.get("segment_column") or (categorical or numeric)[0], "segment_column")
+    cost = raw.get("cost_column")
+    spec = DatasetSpec(
+        name=str(_require(raw, "name")),
+        event_noun=str(raw.get("event_noun", "event")),
+        outcome_noun=str(raw.get("outcome_noun", "outcome")),
+        description=str(raw.get("description", "")).strip(),
+        start_date=start,
+        date_column=validate_column(_require(raw, "date_column"), "date_column"),
+        event_key=validate_column(_require(raw, "event_key"), "event_key"),
+        serving_keys=_names(raw, "serving_keys"),
+        target=validate_column(_require(raw, "target"), "target"),
+        numeric_features=numeric,
+        categorical_features=categorical,
+        segment_column=segment,
+        history_keys=_names(raw, "history_keys", required=False),
+        history_days=_int(raw, "history_days", 28, 1),
+        label_lag_days=_int(raw, "label_lag_days", 2, 0),
+        source=source,
+        training=training,
+        cost_column=validate_column(cost, "cost_column") if cost else None,
+    )
+    for key in spec.serving_keys + spec.history_keys:
+        if key not in spec.categorical_features:
+            raise SpecError(
+                f"dataset spec: key column {key!r} (serving_keys/history_keys) must also be "
+                "listed in 'categorical_features'"
+            )
+    if segment not in spec.categorical_features:
+        raise SpecError(f"dataset spec field 'segment_column': {segment!r} must be categorical")
+    return spec
+
+
+def load_spec(path: str | Path, validate_source: bool = True) -> DatasetSpec:
+    """Load a spec file and check it against its source's columns and types."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"dataset spec file {path} does not exist (MLOPS_DATASET)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"dataset spec file {path} is not valid YAML: {exc}") from exc
+    spec = parse_spec(raw, path.parent)
+    spec = DatasetSpec(**{**spec.__dict__, "path": path})
+    if validate_source:
+        from mlops_assets.storage.sources import source_schema
+
+        check_columns(spec, source_schema(spec))
+    return spec
+
+
+def check_columns(spec: DatasetSpec, schema: dict[str, str]) -> None:
+    """Refuse a source whose columns do not match the spec, naming the spec field at fault."""
+    fields = {
+        "date_column": [spec.date_column],
+        "event_key": [spec.event_key],
+        "target": [spec.target],
+        "numeric_features": list(spec.numeric_features),
+        "categorical_features": list(spec.categorical_features),
+        "cost_column": [spec.cost_column] if spec.cost_column else [],
+    }
+    for field_name, columns in fields.items():
+        for col in columns:
+            if col not in schema:
+                raise SpecError(
+                    f"dataset spec field '{field_name}' names column {col!r}, which the source "
+                    f"does not have (it has: {', '.join(sorted(schema))})"
+                )
+    for field_name in ("numeric_features", "target", "cost_column"):
+        for col in fields[field_name]:
+            if schema[col] != NUMERIC:
+                raise SpecError(
+                    f"dataset spec field '{field_name}': column {col!r} must be numeric but the "
+                    f"source has it as {schema[col]}"
+                )
+    if schema[spec.date_column] != DATE:
+        raise SpecError(
+            f"dataset spec field 'date_column': column {spec.date_column!r} must be a date but "
+            f"the source has it as {schema[spec.date_column]}"
+        )

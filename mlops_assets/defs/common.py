@@ -1,0 +1,98 @@
+"""What every stage's definitions share: the loaded project (settings + dataset spec), the
+partitions, the warehouse resource and catalog metadata helpers."""
+
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+
+import dagster as dg
+
+from mlops_assets.dataset import DatasetSpec, load_spec
+from mlops_assets.environments import Settings, load_settings
+from mlops_assets.storage.io_manager import PARTITION_COLUMN
+from mlops_assets.storage.warehouse import Warehouse
+
+WAREHOUSE_POOL = "warehouse"
+CODE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Project:
+    settings: Settings
+    spec: DatasetSpec
+
+    @property
+    def daily(self) -> dg.DailyPartitionsDefinition:
+        return dg.DailyPartitionsDefinition(start_date=self.spec.start_date.isoformat())
+
+    @property
+    def training(self) -> dg.TimeWindowPartitionsDefinition:
+        start = self.spec.start_date.isoformat()
+        if self.spec.training.cadence == "daily":
+            return dg.DailyPartitionsDefinition(start_date=start)
+        return dg.WeeklyPartitionsDefinition(start_date=start, day_offset=1)
+
+    def words(self, text: str) -> str:
+        """Fill a description template with the dataset's own nouns."""
+        return text.format(
+            event=self.spec.event_noun,
+            events=self.spec.event_noun + "s",
+            outcome=self.spec.outcome_noun,
+            target=self.spec.target,
+            lag=self.spec.label_lag_days,
+            history_days=self.spec.history_days,
+            dataset=self.spec.name,
+        )
+
+
+@cache
+def _project(env: str, data_dir: str, dataset: str, as_of: datetime | None) -> Project:
+    settings = load_settings(env, data_dir, dataset)
+    return Project(settings=settings, spec=load_spec(settings.dataset_path))
+
+
+def project() -> Project:
+    """The project of the current MLOPS_* environment (loaded once per distinct environment)."""
+    s = load_settings()
+    return _project(s.env, str(s.data_dir), str(s.dataset_path), s.as_of)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Direct access to the environment's warehouse for reads that are not asset inputs."""
+
+    database: str
+    schema_name: str = "mlops"
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.database, self.schema_name)
+
+
+def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
+    return datetime.fromisoformat(context.partition_key).date()
+
+
+def table_metadata(partition_column: str | None = None, **extra: object) -> dict[str, object]:
+    meta: dict[str, object] = dict(extra)
+    if partition_column:
+        meta[PARTITION_COLUMN] = partition_column
+    return meta
+
+
+def severity(strict: bool) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if strict else dg.AssetCheckSeverity.WARN
+
+
+def rule_result(result, *, asset_key=None, check_name=None, sev=None) -> dg.AssetCheckResult:
+    """Turn an ml.rules.RuleResult into an AssetCheckResult carrying its evidence."""
+    kwargs = {}
+    if asset_key is not None:
+        kwargs["asset_key"] = asset_key
+    if check_name is not None:
+        kwargs["check_name"] = check_name
+    return dg.AssetCheckResult(
+        passed=bool(result.passed),
+        severity=sev or dg.AssetCheckSeverity.ERROR,
+        metadata=result.metadata(),
+        **kwargs,
+    )

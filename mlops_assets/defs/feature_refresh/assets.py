@@ -1,0 +1,137 @@
+"""Feature refresh: point-in-time history statistics, model-ready features, labeled examples
+and the online store."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    WAREHOUSE_POOL,
+    Project,
+    WarehouseResource,
+    partition_day,
+    project,
+    table_metadata,
+)
+from mlops_assets.ml import features as F
+from mlops_assets.storage import online_store
+
+OWNERS = ["team:data-science", "team:data-engineering"]
+
+
+def build_assets(p: Project) -> list[dg.AssetsDefinition]:
+    spec = p.spec
+    lookback = spec.history_lookback_days
+    history_window = dg.TimeWindowPartitionMapping(
+        start_offset=-lookback, end_offset=-(spec.label_lag_days + 1)
+    )
+
+    @dg.asset(
+        name="outcome_stats",
+        group_name="feature_refresh",
+        partitions_def=p.daily,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        metadata=table_metadata("day"),
+        ins={"raw_events": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
+        description=p.words(
+            "For each day whose {outcome} have landed: how many {events} and how many {outcome} "
+            "per network, daypart or other history key. The history that features look back on."
+        ),
+    )
+    def outcome_stats(raw_events: pl.DataFrame, raw_outcomes: pl.DataFrame) -> pl.DataFrame:
+        return F.outcome_stats(spec, raw_events, raw_outcomes)
+
+    @dg.asset(
+        name="features",
+        group_name="feature_refresh",
+        partitions_def=p.daily,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        metadata=table_metadata(spec.date_column),
+        ins={
+            "raw_events": dg.AssetIn(),
+            "outcome_stats": dg.AssetIn(partition_mapping=history_window),
+        },
+        description=p.words(
+            "Model-ready rows, one per {event} of the day: its attributes plus the average "
+            "{outcome} per key over the previous {history_days} days whose {outcome} had landed "
+            "before the day began (no peeking at the future). Used for training and for batch "
+            "predictions."
+        ),
+    )
+    def features(
+        context: dg.AssetExecutionContext, raw_events: pl.DataFrame, outcome_stats: pl.DataFrame
+    ) -> pl.DataFrame:
+        day = partition_day(context)
+        frame = F.build_features(spec, day, raw_events, outcome_stats)
+        context.add_output_metadata(
+            {"history_through": str(frame[F.HISTORY_THROUGH].max() or "no history yet")}
+        )
+        return frame
+
+    @dg.asset(
+        name="labeled_examples",
+        group_name="feature_refresh",
+        partitions_def=p.daily,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        metadata=table_metadata(spec.date_column),
+        ins={"features": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
+        description=p.words(
+            "The features of a day joined with the {outcome} observed for it: what models learn "
+            "from and are scored on. Filled once the day's {outcome} land ({lag} days later)."
+        ),
+    )
+    def labeled_examples(features: pl.DataFrame, raw_outcomes: pl.DataFrame) -> pl.DataFrame:
+        return F.label_examples(spec, features, raw_outcomes)
+
+    @dg.asset(
+        name="online_features",
+        group_name="feature_refresh",
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars", "parquet"},
+        code_version=CODE_VERSION,
+        deps=["features"],
+        description=p.words(
+            "The latest feature vector for each serving key, published to the online store the "
+            "prediction endpoint reads. Refreshed after each day's features."
+        ),
+    )
+    def online_features(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> pl.DataFrame:
+        wh = warehouse.get()
+        latest = wh.query(
+            f'SELECT max("{spec.date_column}") AS d FROM "{wh.schema}"."features"'
+        )["d"][0]
+        if latest is None:
+            raise dg.Failure(description="features has no rows yet: nothing to publish")
+        recent = wh.read("features", spec.date_column, latest - timedelta(days=6), latest + timedelta(days=1))
+        frame = F.latest_per_serving_key(spec, recent)
+        path = online_store.publish(frame, p.settings.online_store_path)
+        context.add_output_metadata(
+            {
+                "serving_keys": len(frame),
+                "features_through": str(latest),
+                "online_store": dg.MetadataValue.path(str(path)),
+            }
+        )
+        return frame
+
+    return [outcome_stats, features, labeled_examples, online_features]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(project()))

@@ -1,0 +1,74 @@
+"""Sources: each day's events and, once they land, their observed outcomes."""
+
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    WAREHOUSE_POOL,
+    Project,
+    partition_day,
+    project,
+    table_metadata,
+)
+from mlops_assets.ml.features import DataContractError, validate_events, validate_outcomes
+from mlops_assets.storage.sources import OutcomesNotLanded, read_events, read_outcomes
+
+OWNERS = ["team:data-engineering"]
+
+
+def build_assets(p: Project) -> list[dg.AssetsDefinition]:
+    spec = p.spec
+
+    @dg.asset(
+        name="raw_events",
+        group_name="sources",
+        partitions_def=p.daily,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        metadata=table_metadata(spec.date_column),
+        description=p.words(
+            "Every {event} of the day with its attributes as known when it was booked, one row "
+            "per {event}. Read from the {dataset} source; a day that breaks the dataset spec "
+            "(missing or renamed column, wrong type, no rows) fails with the reason and keeps "
+            "the rows already stored."
+        ),
+    )
+    def raw_events(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        day = partition_day(context)
+        try:
+            return validate_events(spec, read_events(spec, day), day)
+        except DataContractError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    @dg.asset(
+        name="raw_outcomes",
+        group_name="sources",
+        partitions_def=p.daily,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        metadata=table_metadata(spec.date_column),
+        description=p.words(
+            "The {outcome} observed for each {event} of the day. They land {lag} days after the "
+            "day, so this partition can only be filled from then on."
+        ),
+    )
+    def raw_outcomes(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        day = partition_day(context)
+        try:
+            frame = read_outcomes(spec, day, p.settings.now())
+            return validate_outcomes(spec, frame, day)
+        except (OutcomesNotLanded, DataContractError) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    return [raw_events, raw_outcomes]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(project()))

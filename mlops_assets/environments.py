@@ -1,0 +1,164 @@
+"""One resolver from the environment (MLOPS_ENV, MLOPS_DATA_DIR, MLOPS_DATASET) to one Settings object.
+
+Every path, threshold and alias the pipeline uses comes from here. Nothing is read at import time:
+call :func:`load_settings` when definitions load or a command starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+STAGE_ALIASES = {"dev": "larva", "staging": "chrysalis", "prod": "butterfly"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATASET = REPO_ROOT / "data" / "datasets" / "tv_ad_response.yaml"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or unsafe."""
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """Return ``value`` if it is a plain SQL identifier, else refuse it by name."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise SettingsError(
+            f"{what} {value!r} is not a plain identifier (letters, digits, underscore; "
+            "must not start with a digit)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Quality gates that tighten from dev to prod."""
+
+    null_share_max: float
+    drift_share_max: float
+    prediction_drift_pvalue: float
+    promotion_margin: float
+    # In prod, rules that only warn in dev stop downstream steps.
+    strict: bool
+
+
+_THRESHOLDS = {
+    "dev": Thresholds(0.20, 0.50, 0.01, 0.0, strict=False),
+    "staging": Thresholds(0.10, 0.40, 0.01, 0.01, strict=False),
+    "prod": Thresholds(0.05, 0.30, 0.01, 0.02, strict=True),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything environment-specific, derived from three variables."""
+
+    env: str
+    data_dir: Path
+    dataset_path: Path
+    as_of: datetime | None = None
+    schema: str = "mlops"
+    thresholds: Thresholds = field(default_factory=lambda: _THRESHOLDS["dev"])
+
+    @property
+    def env_dir(self) -> Path:
+        return self.data_dir / self.env
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.env_dir / "warehouse.duckdb"
+
+    @property
+    def online_store_path(self) -> Path:
+        return self.env_dir / "online_store" / "features.parquet"
+
+    @property
+    def request_log_dir(self) -> Path:
+        return self.env_dir / "request_log"
+
+    @property
+    def mlflow_db_path(self) -> Path:
+        return self.env_dir / "mlflow.db"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db_path.resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.env_dir / "mlflow_artifacts"
+
+    @property
+    def registered_model_name(self) -> str:
+        return f"mlops_assets_{self.env}"
+
+    @property
+    def stage_alias(self) -> str:
+        return STAGE_ALIASES[self.env]
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.env_dir / "reports"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.env_dir / "alerts" / "alerts.jsonl"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.env_dir / "dagster_home"
+
+    def now(self) -> datetime:
+        """The pipeline's clock: fixed by MLOPS_AS_OF (tests, replays) or the wall clock."""
+        return self.as_of or datetime.now(UTC).replace(tzinfo=None)
+
+    def today(self) -> date:
+        return self.now().date()
+
+    def ensure_dirs(self) -> None:
+        for path in (
+            self.env_dir,
+            self.online_store_path.parent,
+            self.request_log_dir,
+            self.mlflow_artifacts_dir,
+            self.reports_dir,
+            self.alerts_path.parent,
+            self.dagster_home,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def _parse_as_of(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=None)
+    except ValueError as exc:
+        raise SettingsError(f"MLOPS_AS_OF={raw!r} is not an ISO date or datetime") from exc
+
+
+def load_settings(
+    env: str | None = None,
+    data_dir: str | Path | None = None,
+    dataset: str | Path | None = None,
+) -> Settings:
+    """Resolve the settings of one environment from arguments or MLOPS_* variables."""
+    name = env or os.environ.get("MLOPS_ENV") or "dev"
+    if name not in ENVIRONMENTS:
+        raise SettingsError(
+            f"unknown environment {name!r} (MLOPS_ENV); valid ones are: {', '.join(ENVIRONMENTS)}"
+        )
+    root = Path(data_dir or os.environ.get("MLOPS_DATA_DIR") or REPO_ROOT / "data")
+    dataset_path = Path(dataset or os.environ.get("MLOPS_DATASET") or DEFAULT_DATASET)
+    schema = validate_identifier(os.environ.get("MLOPS_SCHEMA", "mlops"), "MLOPS_SCHEMA")
+    return Settings(
+        env=name,
+        data_dir=root.resolve(),
+        dataset_path=dataset_path.resolve(),
+        as_of=_parse_as_of(os.environ.get("MLOPS_AS_OF")),
+        schema=schema,
+        thresholds=_THRESHOLDS[name],
+    )

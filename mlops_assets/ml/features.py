@@ -1,0 +1,153 @@
+"""Feature refresh, as pure functions on polars frames.
+
+Point-in-time rule: the features of day D use outcomes only of days d with d + label_lag < D, that
+is outcomes that had landed before D began. ``build_features`` enforces it itself, whatever history
+it is handed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+
+from mlops_assets.dataset import CATEGORICAL, DATE, NUMERIC, DatasetSpec
+
+HISTORY_THROUGH = "history_through"
+STATS_SCHEMA = {
+    "day": pl.Date,
+    "key_name": pl.String,
+    "key_value": pl.String,
+    "n": pl.Int64,
+    "total": pl.Float64,
+}
+
+
+class DataContractError(ValueError):
+    """Input data breaks the dataset's contract; the message names the problem."""
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return NUMERIC
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        return DATE
+    return CATEGORICAL
+
+
+def schema_problems(spec: DatasetSpec, frame: pl.DataFrame) -> list[str]:
+    """Every way ``frame`` fails the events contract of the spec (empty when it holds)."""
+    problems = []
+    for col, kind in spec.event_columns.items():
+        if col not in frame.columns:
+            problems.append(f"column {col!r} is missing")
+        elif frame[col].dtype != pl.Null and _kind(frame[col].dtype) != kind:
+            problems.append(f"column {col!r} should be {kind} but is {frame[col].dtype}")
+    return problems
+
+
+def validate_events(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Refuse a day of events that would poison everything downstream, naming the problem."""
+    what = f"{spec.event_noun}s of {day}"
+    problems = schema_problems(spec, frame)
+    if problems:
+        raise DataContractError(f"{what} break the dataset spec: " + "; ".join(problems))
+    if frame.is_empty():
+        raise DataContractError(f"{what}: the source returned no rows (empty day)")
+    dates = frame[spec.date_column].cast(pl.Date).unique().to_list()
+    if dates != [day]:
+        raise DataContractError(f"{what}: rows dated {sorted(map(str, dates))} outside the day")
+    return frame.with_columns(pl.col(spec.date_column).cast(pl.Date))
+
+
+def validate_outcomes(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
+    what = f"{spec.outcome_noun} of {day}"
+    target = pl.col(spec.target)
+    bad = frame.filter(target.is_null() | target.is_nan() | (target < 0)).height
+    if bad:
+        raise DataContractError(
+            f"{what}: {bad} of {frame.height} rows have a missing, NaN or negative "
+            f"{spec.target!r}"
+        )
+    dupes = frame.height - frame[spec.event_key].n_unique()
+    if dupes:
+        raise DataContractError(f"{what}: {dupes} duplicate {spec.event_key!r} values")
+    return frame
+
+
+def outcome_stats(spec: DatasetSpec, events: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Per history key value of one day: number of events with a landed outcome and their total."""
+    joined = events.select(spec.event_key, *spec.history_keys).join(
+        outcomes.select(spec.event_key, spec.date_column, spec.target), on=spec.event_key
+    )
+    parts = [
+        joined.group_by(pl.col(key).cast(pl.String).alias("key_value")).agg(
+            pl.col(spec.date_column).first().alias("day"),
+            pl.lit(key).alias("key_name"),
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col(spec.target).sum().cast(pl.Float64).alias("total"),
+        )
+        for key in spec.history_keys
+    ]
+    if not parts:
+        return pl.DataFrame(schema=STATS_SCHEMA)
+    return pl.concat(parts).select(list(STATS_SCHEMA)).cast(STATS_SCHEMA).drop_nulls("key_value")
+
+
+def history_cutoff(spec: DatasetSpec, day: date) -> date:
+    """The last day whose outcomes the features of ``day`` may use."""
+    return day - timedelta(days=spec.label_lag_days + 1)
+
+
+def build_features(
+    spec: DatasetSpec, day: date, events: pl.DataFrame, stats: pl.DataFrame
+) -> pl.DataFrame:
+    """Model-ready rows of ``day``: raw attributes plus trailing outcome means per history key."""
+    cutoff = history_cutoff(spec, day)
+    first = cutoff - timedelta(days=spec.history_days - 1)
+    if stats.is_empty():
+        stats = pl.DataFrame(schema=STATS_SCHEMA)
+    window = stats.filter(pl.col("day").is_between(first, cutoff))
+    rows = events.filter(pl.col(spec.date_column) == day).select(
+        pl.col(spec.date_column).cast(pl.Date),
+        pl.col(spec.event_key).cast(pl.String),
+        *[pl.col(c).cast(pl.String) for c in spec.categorical_features],
+        *[pl.col(c).cast(pl.Float64) for c in spec.numeric_features],
+    )
+    for key in spec.history_keys:
+        agg = (
+            window.filter(pl.col("key_name") == key)
+            .group_by("key_value")
+            .agg(
+                (pl.col("total").sum() / pl.col("n").sum()).alias(f"hist_{key}_mean"),
+                pl.col("n").sum().cast(pl.Float64).alias(f"hist_{key}_n"),
+            )
+        )
+        rows = rows.join(agg, left_on=key, right_on="key_value", how="left")
+    through = window["day"].max() if window.height else None
+    return rows.with_columns(
+        pl.col(f"hist_{k}_n").fill_null(0.0) for k in spec.history_keys
+    ).with_columns(pl.lit(through, dtype=pl.Date).alias(HISTORY_THROUGH))
+
+
+def label_examples(
+    spec: DatasetSpec, features: pl.DataFrame, outcomes: pl.DataFrame
+) -> pl.DataFrame:
+    """Features of a day joined with the outcomes observed for it (inner join on the event key)."""
+    return features.join(
+        outcomes.select(spec.event_key, pl.col(spec.target).cast(pl.Float64)),
+        on=spec.event_key,
+        how="inner",
+    )
+
+
+def latest_per_serving_key(spec: DatasetSpec, features: pl.DataFrame) -> pl.DataFrame:
+    """The latest feature vector per serving key (the online store's content)."""
+    keys = list(spec.serving_keys)
+    return (
+        features.sort([spec.date_column, spec.event_key])
+        .group_by(keys, maintain_order=True)
+        .last()
+        .select(*keys, spec.date_column, *[c for c in spec.model_feature_columns if c not in keys])
+        .sort(keys)
+    )

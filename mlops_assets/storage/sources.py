@@ -1,0 +1,95 @@
+"""Read one day of events or outcomes from the dataset's source: the simulator, a CSV or Parquet
+file, or a table in a DuckDB file of the user's."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from mlops_assets.dataset import CATEGORICAL, DATE, NUMERIC, DatasetSpec
+
+
+class OutcomesNotLanded(RuntimeError):
+    """Outcomes of a day are asked for before they land."""
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return NUMERIC
+    if dtype in (pl.Date, pl.Datetime) or isinstance(dtype, pl.Datetime):
+        return DATE
+    return CATEGORICAL
+
+
+def _scan(spec: DatasetSpec) -> pl.LazyFrame:
+    src = spec.source
+    if src.kind == "csv":
+        return pl.scan_csv(src.path, try_parse_dates=True)
+    if src.kind == "parquet":
+        return pl.scan_parquet(src.path)
+    if src.kind == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(src.path), read_only=True) as con:
+            return con.sql(f'SELECT * FROM "{src.table}"').pl().lazy()
+    raise ValueError(f"source kind {src.kind!r} is not a file or table")
+
+
+def source_schema(spec: DatasetSpec) -> dict[str, str]:
+    """Column name -> numeric | categorical | date, as the source really has it."""
+    if spec.source.kind == "simulator":
+        from mlops_assets.simulator import EVENT_SCHEMA, OUTCOME_SCHEMA
+
+        schema = {**EVENT_SCHEMA, **OUTCOME_SCHEMA}
+    else:
+        schema = dict(_scan(spec).collect_schema())
+    return {name: _kind(dtype) for name, dtype in schema.items()}
+
+
+def _simulator(spec: DatasetSpec):
+    from mlops_assets.simulator import SimulatorConfig
+
+    return SimulatorConfig.from_options(spec.source.options, spec.label_lag_days)
+
+
+def _file_day(spec: DatasetSpec, day: date) -> pl.DataFrame:
+    col = pl.col(spec.date_column)
+    return _scan(spec).filter(col.cast(pl.Date) == day).collect()
+
+
+def read_events(spec: DatasetSpec, day: date) -> pl.DataFrame:
+    """Every event of ``day`` with its attributes as known when predicting (no target)."""
+    if spec.source.kind == "simulator":
+        from mlops_assets.simulator import simulate_events
+
+        return simulate_events(day, _simulator(spec))
+    frame = _file_day(spec, day)
+    return frame.drop(spec.target, strict=False).with_columns(
+        pl.col(spec.date_column).cast(pl.Date)
+    )
+
+
+def outcomes_land_on(spec: DatasetSpec, day: date) -> date:
+    return day + timedelta(days=spec.label_lag_days)
+
+
+def read_outcomes(spec: DatasetSpec, day: date, as_of: datetime) -> pl.DataFrame:
+    """The observed outcome of every event of ``day``; refuses before they land."""
+    land = outcomes_land_on(spec, day)
+    if as_of.date() < land:
+        raise OutcomesNotLanded(
+            f"{spec.outcome_noun} of {day} land on {land} ({spec.label_lag_days} days after); "
+            f"the clock says {as_of:%Y-%m-%d %H:%M}"
+        )
+    if spec.source.kind == "simulator":
+        from mlops_assets.simulator import simulate_outcomes
+
+        return simulate_outcomes(day, _simulator(spec))
+    frame = _file_day(spec, day)
+    return frame.select(
+        pl.col(spec.date_column).cast(pl.Date),
+        pl.col(spec.event_key),
+        pl.col(spec.target).cast(pl.Float64),
+        pl.lit(land, dtype=pl.Date).alias("landed_on"),
+    )
