@@ -130,7 +130,9 @@ def validate_column(value: Any, what: str) -> str:
 def _int(raw: dict[str, Any], key: str, default: int, lo: int, where: str = "") -> int:
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise SpecError(f"dataset spec field '{where}{key}' must be an integer >= {lo}, got {value!r}")
+        raise SpecError(
+            f"dataset spec field '{where}{key}' must be an integer >= {lo}, got {value!r}"
+        )
     return value
 
 
@@ -144,7 +146,8 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     kind = _require(src_raw, "kind", "source.")
     if kind not in SOURCE_KINDS:
         raise SpecError(
-            f"dataset spec field 'source.kind' is {kind!r}; known sources: {', '.join(SOURCE_KINDS)}"
+            f"dataset spec field 'source.kind' is {kind!r}; "
+            f"known sources: {', '.join(SOURCE_KINDS)}"
         )
     path = None
     if kind != "simulator":
@@ -156,7 +159,9 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     table = src_raw.get("table")
     if kind == "duckdb":
         table = validate_column(_require(src_raw, "table", "source."), "source.table")
-    source = SourceSpec(kind=kind, path=path, table=table, options=dict(src_raw.get("options") or {}))
+    source = SourceSpec(
+        kind=kind, path=path, table=table, options=dict(src_raw.get("options") or {})
+    )
 
     tr_raw = raw.get("training") or {}
     cadence = tr_raw.get("cadence", "weekly")
@@ -182,7 +187,9 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     numeric = _names(raw, "numeric_features", required=False)
     if not categorical and not numeric:
         raise SpecError("dataset spec needs 'numeric_features' or 'categorical_features'")
-    segment = validate_column(raw.get("segment_column") or (categorical or numeric)[0], "segment_column")
+    segment = validate_column(
+        raw.get("segment_column") or (categorical or numeric)[0], "segment_column"
+    )
     cost = raw.get("cost_column")
     spec = DatasetSpec(
         name=str(_require(raw, "name")),

@@ -17,9 +17,9 @@ def build_definitions() -> dg.Definitions:
     settings = p.settings
     database = str(settings.warehouse_path)
     stages = dg.components.load_defs(defs_root=defs_package)
-    daily_assets = dg.AssetSelection.groups("sources", "feature_refresh") - dg.AssetSelection.assets(
-        "online_features"
-    )
+    daily_assets = dg.AssetSelection.groups(
+        "sources", "feature_refresh"
+    ) - dg.AssetSelection.assets("online_features")
     cross_cutting = dg.Definitions(
         resources={
             "io_manager": DuckDBPolarsIOManager(database=database, schema_name=settings.schema),

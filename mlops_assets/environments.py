@@ -1,4 +1,4 @@
-"""One resolver from the environment (MLOPS_ENV, MLOPS_DATA_DIR, MLOPS_DATASET) to one Settings object.
+"""One resolver from MLOPS_ENV, MLOPS_DATA_DIR and MLOPS_DATASET to one Settings object.
 
 Every path, threshold and alias the pipeline uses comes from here. Nothing is read at import time:
 call :func:`load_settings` when definitions load or a command starts.

@@ -1,9 +1,8 @@
 """What every stage's definitions share: the loaded project (settings + dataset spec), the
 partitions, the warehouse resource and catalog metadata helpers."""
 
-
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 
 import dagster as dg
@@ -70,6 +69,17 @@ class WarehouseResource(dg.ConfigurableResource):
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
     return datetime.fromisoformat(context.partition_key).date()
+
+
+def partition_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The days of the partition range this run materializes (one day or a backfill range)."""
+    window = context.partition_time_window
+    start, end = window.start.date(), window.end.date()
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+# Daily assets take a whole range in one run: a backfill is one run, not one per day.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
 def table_metadata(partition_column: str | None = None, **extra: object) -> dict[str, object]:

@@ -66,8 +66,7 @@ def validate_outcomes(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.D
     bad = frame.filter(target.is_null() | target.is_nan() | (target < 0)).height
     if bad:
         raise DataContractError(
-            f"{what}: {bad} of {frame.height} rows have a missing, NaN or negative "
-            f"{spec.target!r}"
+            f"{what}: {bad} of {frame.height} rows have a missing, NaN or negative {spec.target!r}"
         )
     dupes = frame.height - frame[spec.event_key].n_unique()
     if dupes:
@@ -76,13 +75,15 @@ def validate_outcomes(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.D
 
 
 def outcome_stats(spec: DatasetSpec, events: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-    """Per history key value of one day: number of events with a landed outcome and their total."""
+    """Per day and history key value: events with a landed outcome and their total outcome."""
     joined = events.select(spec.event_key, *spec.history_keys).join(
         outcomes.select(spec.event_key, spec.date_column, spec.target), on=spec.event_key
     )
     parts = [
-        joined.group_by(pl.col(key).cast(pl.String).alias("key_value")).agg(
-            pl.col(spec.date_column).first().alias("day"),
+        joined.group_by(
+            pl.col(spec.date_column).cast(pl.Date).alias("day"),
+            pl.col(key).cast(pl.String).alias("key_value"),
+        ).agg(
             pl.lit(key).alias("key_name"),
             pl.len().cast(pl.Int64).alias("n"),
             pl.col(spec.target).sum().cast(pl.Float64).alias("total"),
@@ -91,7 +92,8 @@ def outcome_stats(spec: DatasetSpec, events: pl.DataFrame, outcomes: pl.DataFram
     ]
     if not parts:
         return pl.DataFrame(schema=STATS_SCHEMA)
-    return pl.concat(parts).select(list(STATS_SCHEMA)).cast(STATS_SCHEMA).drop_nulls("key_value")
+    frame = pl.concat(parts).select(list(STATS_SCHEMA)).cast(STATS_SCHEMA)
+    return frame.drop_nulls("key_value").sort("day", "key_name", "key_value")
 
 
 def history_cutoff(spec: DatasetSpec, day: date) -> date:
@@ -128,6 +130,13 @@ def build_features(
     return rows.with_columns(
         pl.col(f"hist_{k}_n").fill_null(0.0) for k in spec.history_keys
     ).with_columns(pl.lit(through, dtype=pl.Date).alias(HISTORY_THROUGH))
+
+
+def build_features_for_days(
+    spec: DatasetSpec, days: list[date], events: pl.DataFrame, stats: pl.DataFrame
+) -> pl.DataFrame:
+    """``build_features`` for each day of a range, concatenated in day order."""
+    return pl.concat([build_features(spec, day, events, stats) for day in days], how="vertical")
 
 
 def label_examples(

@@ -4,13 +4,12 @@ the asset check that reports it explains itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
-from mlops_assets.ml.features import HISTORY_THROUGH, history_cutoff, schema_problems
+from mlops_assets.ml.features import HISTORY_THROUGH, schema_problems
 
 
 @dataclass(frozen=True)
@@ -67,18 +66,21 @@ def null_share_under(frame: pl.DataFrame, columns: list[str], max_share: float) 
     )
 
 
-def point_in_time(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> RuleResult:
-    """No feature of ``day`` may come from outcomes that had not landed before ``day``."""
-    cutoff = history_cutoff(spec, day)
-    latest = frame[HISTORY_THROUGH].max() if HISTORY_THROUGH in frame.columns else None
-    leaked = (
-        frame.filter(pl.col(HISTORY_THROUGH) > cutoff).height
-        if HISTORY_THROUGH in frame.columns
-        else frame.height
-    )
+def point_in_time(spec: DatasetSpec, frame: pl.DataFrame) -> RuleResult:
+    """No feature row of day D may come from outcomes that had not landed before D."""
+    lag = spec.label_lag_days + 1
+    if HISTORY_THROUGH not in frame.columns:
+        return RuleResult(False, "no history_through column", f"<= day - {lag} days")
+    allowed = pl.col(spec.date_column) - pl.duration(days=lag)
+    leaked = frame.filter(pl.col(HISTORY_THROUGH) > allowed).height
+    latest = frame[HISTORY_THROUGH].max()
     return RuleResult(
         leaked == 0,
-        str(latest) if latest else "no history",
-        f"<= {cutoff}",
-        {"rows_leaking": leaked},
+        leaked,
+        0,
+        {
+            "rule": f"history_through <= day - {lag} days",
+            "latest_history_day": str(latest) if latest else "no history",
+            "rows": frame.height,
+        },
     )

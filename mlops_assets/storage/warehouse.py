@@ -132,7 +132,9 @@ class Warehouse:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
-                con.execute(f"CREATE OR REPLACE TABLE {self._table(table)} AS SELECT * FROM _incoming")
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {self._table(table)} AS SELECT * FROM _incoming"
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -160,7 +162,7 @@ class Warehouse:
         start: date | None = None,
         end: date | None = None,
     ) -> pl.DataFrame:
-        """Rows of a table, optionally with ``start <= column < end``; empty if it does not exist."""
+        """Rows of a table, optionally ``start <= column < end``; empty if there is no table."""
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect() as con:

@@ -1,7 +1,6 @@
 """Feature refresh: point-in-time history statistics, model-ready features, labeled examples
 and the online store."""
 
-
 from datetime import timedelta
 
 import dagster as dg
@@ -9,13 +8,15 @@ import polars as pl
 
 from mlops_assets.defs.common import (
     CODE_VERSION,
+    SINGLE_RUN,
     WAREHOUSE_POOL,
     Project,
     WarehouseResource,
-    partition_day,
+    partition_days,
     project,
     table_metadata,
 )
+from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks, feature_check_specs
 from mlops_assets.ml import features as F
 from mlops_assets.storage import online_store
 
@@ -33,6 +34,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         name="outcome_stats",
         group_name="feature_refresh",
         partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
@@ -51,6 +53,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         name="features",
         group_name="feature_refresh",
         partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
@@ -60,6 +63,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "raw_events": dg.AssetIn(),
             "outcome_stats": dg.AssetIn(partition_mapping=history_window),
         },
+        check_specs=feature_check_specs(p),
         description=p.words(
             "Model-ready rows, one per {event} of the day: its attributes plus the average "
             "{outcome} per key over the previous {history_days} days whose {outcome} had landed "
@@ -69,18 +73,17 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     )
     def features(
         context: dg.AssetExecutionContext, raw_events: pl.DataFrame, outcome_stats: pl.DataFrame
-    ) -> pl.DataFrame:
-        day = partition_day(context)
-        frame = F.build_features(spec, day, raw_events, outcome_stats)
-        context.add_output_metadata(
-            {"history_through": str(frame[F.HISTORY_THROUGH].max() or "no history yet")}
-        )
-        return frame
+    ):
+        frame = F.build_features_for_days(spec, partition_days(context), raw_events, outcome_stats)
+        through = frame[F.HISTORY_THROUGH].max()
+        yield dg.Output(frame, metadata={"history_through": str(through or "no history yet")})
+        yield from evaluate_feature_checks(p, frame)
 
     @dg.asset(
         name="labeled_examples",
         group_name="feature_refresh",
         partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
@@ -112,12 +115,14 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> pl.DataFrame:
         wh = warehouse.get()
-        latest = wh.query(
-            f'SELECT max("{spec.date_column}") AS d FROM "{wh.schema}"."features"'
-        )["d"][0]
+        latest = wh.query(f'SELECT max("{spec.date_column}") AS d FROM "{wh.schema}"."features"')[
+            "d"
+        ][0]
         if latest is None:
             raise dg.Failure(description="features has no rows yet: nothing to publish")
-        recent = wh.read("features", spec.date_column, latest - timedelta(days=6), latest + timedelta(days=1))
+        recent = wh.read(
+            "features", spec.date_column, latest - timedelta(days=6), latest + timedelta(days=1)
+        )
         frame = F.latest_per_serving_key(spec, recent)
         path = online_store.publish(frame, p.settings.online_store_path)
         context.add_output_metadata(

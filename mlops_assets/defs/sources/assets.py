@@ -1,14 +1,14 @@
 """Sources: each day's events and, once they land, their observed outcomes."""
 
-
 import dagster as dg
 import polars as pl
 
 from mlops_assets.defs.common import (
     CODE_VERSION,
+    SINGLE_RUN,
     WAREHOUSE_POOL,
     Project,
-    partition_day,
+    partition_days,
     project,
     table_metadata,
 )
@@ -25,6 +25,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         name="raw_events",
         group_name="sources",
         partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
@@ -38,9 +39,13 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def raw_events(context: dg.AssetExecutionContext) -> pl.DataFrame:
-        day = partition_day(context)
         try:
-            return validate_events(spec, read_events(spec, day), day)
+            return pl.concat(
+                [
+                    validate_events(spec, read_events(spec, day), day)
+                    for day in partition_days(context)
+                ]
+            )
         except DataContractError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
@@ -48,6 +53,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         name="raw_outcomes",
         group_name="sources",
         partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
@@ -59,10 +65,14 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def raw_outcomes(context: dg.AssetExecutionContext) -> pl.DataFrame:
-        day = partition_day(context)
+        now = p.settings.now()
         try:
-            frame = read_outcomes(spec, day, p.settings.now())
-            return validate_outcomes(spec, frame, day)
+            return pl.concat(
+                [
+                    validate_outcomes(spec, read_outcomes(spec, day, now), day)
+                    for day in partition_days(context)
+                ]
+            )
         except (OutcomesNotLanded, DataContractError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
