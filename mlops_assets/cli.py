@@ -17,7 +17,7 @@ def _set_env(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     _set_env(args)
     from mlops_assets.defs.common import project
-    from mlops_assets.runner import ensure_instance, run_days
+    from mlops_assets.runner import ensure_instance, run_days, run_training, training_partitions
     from mlops_assets.storage.warehouse import Warehouse
 
     started = time.monotonic()
@@ -33,6 +33,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"days={days[0]}..{days[-1]} data={settings.env_dir}"
     )
     summary = run_days(defs, instance, settings, days, progress=print)
+    run_training(defs, instance, training_partitions(days[0], today), print, summary)
     wh = Warehouse(settings.warehouse_path, settings.schema)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")

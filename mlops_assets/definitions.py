@@ -6,10 +6,12 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets import defs as defs_package
-from mlops_assets.defs.common import WarehouseResource, project
+from mlops_assets.defs.common import project
+from mlops_assets.defs.resources import MlflowResource, WarehouseResource
 from mlops_assets.storage.io_manager import DuckDBPolarsIOManager
 
 DAILY_JOB = "daily_refresh"
+TRAINING_JOB = "train_and_deploy"
 
 
 def build_definitions() -> dg.Definitions:
@@ -24,6 +26,11 @@ def build_definitions() -> dg.Definitions:
         resources={
             "io_manager": DuckDBPolarsIOManager(database=database, schema_name=settings.schema),
             "warehouse": WarehouseResource(database=database, schema_name=settings.schema),
+            "mlflow": MlflowResource(
+                tracking_uri=settings.mlflow_tracking_uri,
+                artifacts_dir=str(settings.mlflow_artifacts_dir),
+                registered_model=settings.registered_model_name,
+            ),
         },
         jobs=[
             dg.define_asset_job(
@@ -31,7 +38,13 @@ def build_definitions() -> dg.Definitions:
                 selection=daily_assets,
                 partitions_def=p.daily,
                 description="One day of sources and feature refresh.",
-            )
+            ),
+            dg.define_asset_job(
+                TRAINING_JOB,
+                selection=dg.AssetSelection.groups("model_training", "model_deployment"),
+                partitions_def=p.training,
+                description="Train every candidate of a training date and pick the champion.",
+            ),
         ],
         executor=dg.in_process_executor,
     )

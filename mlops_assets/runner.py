@@ -119,3 +119,44 @@ def run_days(
     summary.add(result, "online_features")
     progress(f"online store published: {'ok' if result.success else 'FAILED'}")
     return summary
+
+
+def training_partitions(first_day: date, today: date) -> list[str]:
+    """Training partitions whose whole train window lies in [first_day, today) and whose window
+    has ended by today."""
+    from mlops_assets.defs.common import project
+    from mlops_assets.ml.training import training_windows
+
+    p = project()
+    keys = []
+    for key in p.training.get_partition_keys():
+        window = p.training.time_window_for_partition_key(key)
+        cutoff = window.end.date()
+        if cutoff <= today and training_windows(p.spec, cutoff).train_start >= first_day:
+            keys.append(key)
+    return keys
+
+
+def run_training(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    partitions: Iterable[str],
+    progress: Callable[[str], None] = lambda _: None,
+    summary: RunSummary | None = None,
+) -> RunSummary:
+    """Train every candidate and pick the champion, one run per training partition, in order."""
+    from mlops_assets.definitions import TRAINING_JOB
+
+    summary = summary or RunSummary()
+    job = defs.resolve_job_def(TRAINING_JOB)
+    for key in partitions:
+        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        summary.add(result, f"training {key}")
+        state = "ok" if result.success else "FAILED"
+        decision = ""
+        for event in result.get_asset_materialization_events():
+            if event.asset_key == dg.AssetKey("champion"):
+                meta = event.materialization.metadata
+                decision = f"{meta['action'].value}: champion v{meta['champion_version'].value}"
+        progress(f"training {key}: {state} {decision}")
+    return summary

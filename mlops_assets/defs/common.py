@@ -10,7 +10,6 @@ import dagster as dg
 from mlops_assets.dataset import DatasetSpec, load_spec
 from mlops_assets.environments import Settings, load_settings
 from mlops_assets.storage.io_manager import PARTITION_COLUMN
-from mlops_assets.storage.warehouse import Warehouse
 
 WAREHOUSE_POOL = "warehouse"
 CODE_VERSION = "1"
@@ -55,16 +54,6 @@ def project() -> Project:
     """The project of the current MLOPS_* environment (loaded once per distinct environment)."""
     s = load_settings()
     return _project(s.env, str(s.data_dir), str(s.dataset_path), s.as_of)
-
-
-class WarehouseResource(dg.ConfigurableResource):
-    """Direct access to the environment's warehouse for reads that are not asset inputs."""
-
-    database: str
-    schema_name: str = "mlops"
-
-    def get(self) -> Warehouse:
-        return Warehouse(self.database, self.schema_name)
 
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:

@@ -35,10 +35,15 @@ def _kind(dtype: pl.DataType) -> str:
     return CATEGORICAL
 
 
-def schema_problems(spec: DatasetSpec, frame: pl.DataFrame) -> list[str]:
-    """Every way ``frame`` fails the events contract of the spec (empty when it holds)."""
+def schema_problems(
+    spec: DatasetSpec, frame: pl.DataFrame, columns: list[str] | None = None
+) -> list[str]:
+    """Every way ``frame`` fails the events contract of the spec (empty when it holds), on
+    ``columns`` only when given."""
     problems = []
     for col, kind in spec.event_columns.items():
+        if columns is not None and col not in columns:
+            continue
         if col not in frame.columns:
             problems.append(f"column {col!r} is missing")
         elif frame[col].dtype != pl.Null and _kind(frame[col].dtype) != kind:

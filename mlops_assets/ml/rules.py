@@ -37,7 +37,7 @@ def schema_matches(spec: DatasetSpec, frame: pl.DataFrame) -> RuleResult:
     missing = [c for c in expected if c not in frame.columns]
     problems = missing and [f"missing {c!r}" for c in missing]
     if not problems:
-        problems = schema_problems(spec, frame.drop(spec.history_feature_columns, strict=False))
+        problems = schema_problems(spec, frame, expected)
     return RuleResult(
         not problems,
         len(problems),

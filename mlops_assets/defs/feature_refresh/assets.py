@@ -11,12 +11,12 @@ from mlops_assets.defs.common import (
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Project,
-    WarehouseResource,
     partition_days,
     project,
     table_metadata,
 )
 from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks, feature_check_specs
+from mlops_assets.defs.resources import WarehouseResource
 from mlops_assets.ml import features as F
 from mlops_assets.storage import online_store
 

@@ -1,6 +1,8 @@
 """Sanity rules on the feature stage, evaluated on the frame the `features` asset is about to
 store (one step, no second read). The ones that would poison training block downstream steps."""
 
+from dataclasses import replace
+
 import dagster as dg
 import polars as pl
 
@@ -32,9 +34,22 @@ def feature_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
     ]
 
 
+def _worst_day_null_share(p: Project, frame: pl.DataFrame) -> rules.RuleResult:
+    """Judge each day of a range run and report the worst, so one bad day is not averaged away."""
+    columns, max_share = list(p.spec.raw_feature_columns), p.settings.thresholds.null_share_max
+    if frame.is_empty():
+        return rules.null_share_under(frame, columns, max_share)
+    per_day = {
+        day: rules.null_share_under(part, columns, max_share)
+        for (day,), part in frame.partition_by(p.spec.date_column, as_dict=True).items()
+    }
+    day, worst = max(per_day.items(), key=lambda item: (not item[1].passed, item[1].observed))
+    return replace(worst, details={**worst.details, "worst_day": str(day)})
+
+
 def evaluate_feature_checks(p: Project, frame: pl.DataFrame) -> list[dg.AssetCheckResult]:
     spec, limits = p.spec, p.settings.thresholds
-    nulls = rules.null_share_under(frame, list(spec.raw_feature_columns), limits.null_share_max)
+    nulls = _worst_day_null_share(p, frame)
     return [
         rule_result(rules.non_empty(frame), check_name=NON_EMPTY),
         rule_result(rules.unique_keys(frame, spec.event_key), check_name=UNIQUE_KEYS),

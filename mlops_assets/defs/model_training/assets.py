@@ -1,0 +1,129 @@
+"""Model training: one asset per candidate, baselines included, trained on a window of labeled
+examples, scored on a later holdout window, logged to MLflow and registered as a model version."""
+
+import math
+from datetime import date, datetime
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.dataset import DatasetSpec
+from mlops_assets.defs.common import CODE_VERSION, WAREHOUSE_POOL, Project, project, table_metadata
+from mlops_assets.defs.resources import MlflowResource
+from mlops_assets.ml.candidates import CANDIDATES, Candidate
+
+OWNERS = ["team:data-science"]
+TRAINING_DATE = "training_date"
+SEED = 7
+
+
+def training_cutoff(context: dg.AssetExecutionContext) -> date:
+    """A training partition trains on data before the end of its window."""
+    return context.partition_time_window.end.date()
+
+
+def training_input_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
+    """Daily labeled examples covering the train and holdout windows of a training partition."""
+    spec = p.spec
+    period = 1 if spec.training.cadence == "daily" else 7
+    span = spec.training.train_days + spec.training.holdout_days + spec.label_lag_days
+    return dg.TimeWindowPartitionMapping(start_offset=-math.ceil(max(0, span - period) / period))
+
+
+def model_card_row(
+    spec: DatasetSpec, candidate: Candidate, partition: date, windows, result, logged
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                TRAINING_DATE: partition,
+                "candidate": candidate.name,
+                "role": candidate.role,
+                "model_version": logged.version,
+                "run_id": logged.run_id,
+                "run_url": logged.run_url,
+                **{k: float(v) for k, v in result.metrics.items()},
+                **windows.as_dict(),
+                "train_rows": result.train_rows,
+                "holdout_rows": result.holdout_rows,
+                "metric": spec.training.metric,
+            }
+        ]
+    )
+
+
+def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefinition:
+    spec = p.spec
+    kinds = {"lightgbm", "mlflow", "duckdb"} if candidate.role == "model" else {"mlflow", "duckdb"}
+
+    @dg.asset(
+        name=candidate.asset_name,
+        group_name="model_training",
+        partitions_def=p.training,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds=kinds,
+        code_version=CODE_VERSION,
+        tags={"role": candidate.role},
+        metadata=table_metadata(TRAINING_DATE, role=candidate.role),
+        ins={"labeled_examples": dg.AssetIn(partition_mapping=training_input_mapping(p))},
+        description=p.words(
+            f"Candidate model `{candidate.name}` ({candidate.role}): "
+            f"{candidate.description} Trained on {spec.training.train_days} days of labeled "
+            f"{{events}}, scored on the next {spec.training.holdout_days} days; the run and "
+            "model version live in MLflow. Value: its model card row."
+        ),
+    )
+    def _candidate(
+        context: dg.AssetExecutionContext, labeled_examples: pl.DataFrame, mlflow: MlflowResource
+    ) -> pl.DataFrame:
+        from mlops_assets.ml import registry, training
+
+        cutoff = training_cutoff(context)
+        windows = training.training_windows(spec, cutoff)
+        train, holdout = training.split_windows(labeled_examples, spec, windows)
+        try:
+            result = training.train_and_score(candidate, train, holdout, spec, seed=SEED)
+        except training.TrainingDataError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        experiment_id = mlflow.experiment_id()
+        partition = context.partition_key
+        parent = registry.ensure_partition_run(experiment_id, partition, context.run_id)
+        logged = registry.log_candidate(
+            experiment_id=experiment_id,
+            candidate=candidate,
+            result=result,
+            windows=windows,
+            registered_model_name=mlflow.registered_model,
+            partition=partition,
+            data_fingerprint=training.data_fingerprint(train),
+            dagster_run_id=context.run_id,
+            parent_run_id=parent,
+            code_version=CODE_VERSION,
+            ui_base=mlflow.ui_base,
+        )
+        context.add_output_metadata(
+            {
+                **{k: float(v) for k, v in result.metrics.items()},
+                "model_version": logged.version,
+                "mlflow_run": dg.MetadataValue.url(logged.run_url),
+                "reused_logged_run": logged.reused,
+                "train_window": windows.train_label,
+                "holdout_window": windows.holdout_label,
+                "train_rows": result.train_rows,
+                "holdout_rows": result.holdout_rows,
+            }
+        )
+        partition_start = datetime.fromisoformat(partition).date()
+        return model_card_row(spec, candidate, partition_start, windows, result, logged)
+
+    return _candidate
+
+
+def build_assets(p: Project) -> list[dg.AssetsDefinition]:
+    return [build_candidate_asset(p, c) for c in CANDIDATES]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(project()))

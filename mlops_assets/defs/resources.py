@@ -1,0 +1,37 @@
+"""Resources every stage shares: the warehouse for direct reads and the MLflow store.
+
+MLflow is called through this small resource rather than dagster-mlflow's `mlflow_tracking`:
+importing dagster_mlflow imports mlflow (about 1.3 s) when definitions load, its run-ending hook
+only attaches to explicit jobs (not to materializations launched from the UI or by automation),
+and it opens one MLflow run per Dagster run where we need a run per candidate and partition.
+mlflow itself is imported only inside `mlops_assets.ml.registry` functions, when a step uses it.
+"""
+
+import dagster as dg
+
+from mlops_assets.storage.warehouse import Warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Direct access to the environment's warehouse for reads that are not asset inputs."""
+
+    database: str
+    schema_name: str = "mlops"
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.database, self.schema_name)
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """The environment's MLflow tracking store, artifact folder and registered model."""
+
+    tracking_uri: str
+    artifacts_dir: str
+    registered_model: str
+    experiment: str = "mlops_assets"
+    ui_base: str = "http://127.0.0.1:5000"
+
+    def experiment_id(self) -> str:
+        from mlops_assets.ml import registry
+
+        return registry.configure(self.tracking_uri, self.artifacts_dir, self.experiment)

@@ -1,0 +1,524 @@
+"""All MLflow access: experiments, candidate runs, the model registry, aliases, serving checks.
+
+MLflow is imported inside each function (about 2 s), so importing this module is cheap and the
+online endpoint never pays for it. Call :func:`configure` once per process before logging; the
+read functions also take an explicit ``tracking_uri``.
+
+Each candidate of each training date is one MLflow run: params (candidate params, windows, row
+counts), metrics (mae, rmse, wape, bias), tags (role, candidate, Dagster run id, partition, data
+fingerprint, windows), two PNG plots and the model, registered as a new version of the
+environment's registered model. Logging the same candidate, data, params and seed again returns
+the existing run and version instead of a duplicate (re-materialization is idempotent).
+Promotion moves aliases; registry stages are not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from mlops_assets.ml.candidates import Candidate
+from mlops_assets.ml.model import FORMAT_VERSION, PYFUNC_ARTIFACT, TabularModel
+from mlops_assets.ml.training import PREDICTION, TrainResult, Windows
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+
+MODEL_NAME = "model"
+PIP_PACKAGES = ("lightgbm", "pandas", "numpy", "polars", "mlflow")
+IMPORTANCE_PLOT = "plots/feature_importance.png"
+PREDICTED_PLOT = "plots/predicted_vs_actual.png"
+DEFAULT_UI = "http://127.0.0.1:5000"
+RUN_KEY_TAG = "mlops.run_key"
+VERSION_TAG = "mlops.model_version"
+PARTITION_RUN_KIND = "training_date"
+
+
+class RegistryError(LookupError):
+    """A registered model, version or alias the caller asked for does not exist."""
+
+
+@dataclass(frozen=True)
+class LoggedCandidate:
+    """Where a candidate's run and model version live."""
+
+    run_id: str
+    version: str
+    run_url: str
+    model_uri: str
+    reused: bool = False
+
+
+def pip_requirements() -> list[str]:
+    """Exact pins of the packages the logged model needs (as installed here)."""
+    return [f"{name}=={dist_version(name)}" for name in PIP_PACKAGES]
+
+
+def _client(tracking_uri: str | None = None) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def configure(tracking_uri: str, artifacts_dir: str | Path, experiment_name: str) -> str:
+    """Point MLflow at the environment's store and return the experiment id (created if new,
+    with its artifacts under ``artifacts_dir``)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    # Artifact downloads otherwise draw tqdm progress bars into every Dagster step log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = _client(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        location = Path(artifacts_dir).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        try:
+            experiment_id = client.create_experiment(
+                experiment_name, artifact_location=location.as_uri()
+            )
+        except MlflowException:
+            # Another process created it between our lookup and create.
+            existing = client.get_experiment_by_name(experiment_name)
+            if existing is None:
+                raise
+            experiment_id = existing.experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment_id)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def run_url(experiment_id: str, run_id: str, ui_base: str = DEFAULT_UI) -> str:
+    """The run's page in the MLflow UI served at ``ui_base``."""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def run_key(
+    candidate: Candidate,
+    partition: str,
+    windows: Windows,
+    data_fingerprint: str,
+    seed: int,
+    code_version: str = "",
+) -> str:
+    """What makes two candidate runs the same: candidate, params, partition, windows, data,
+    seed and code version."""
+    identity = {
+        "candidate": candidate.name,
+        "partition": partition,
+        "params": candidate.params,
+        "windows": windows.as_dict(),
+        "data": data_fingerprint,
+        "seed": seed,
+        "format": FORMAT_VERSION,
+        "code": code_version,
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_version_uri(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+def find_logged_candidate(
+    experiment_id: str, key: str, registered_model_name: str, ui_base: str = DEFAULT_UI
+) -> LoggedCandidate | None:
+    """The finished, registered run logged under ``key`` (see :func:`run_key`), if any."""
+    runs = _client().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=10,
+    )
+    for run in runs:
+        version = run.data.tags.get(VERSION_TAG)
+        if version:
+            return LoggedCandidate(
+                run_id=run.info.run_id,
+                version=version,
+                run_url=run_url(experiment_id, run.info.run_id, ui_base),
+                model_uri=model_version_uri(registered_model_name, version),
+                reused=True,
+            )
+    return None
+
+
+def ensure_partition_run(
+    experiment_id: str, partition: str, dagster_run_id: str | None = None
+) -> str:
+    """The parent run grouping a training date's candidate runs (created once, then found)."""
+    client = _client()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`mlops.kind` = '{PARTITION_RUN_KIND}' and tags.partition = '{partition}'"
+        ),
+        max_results=1,
+    )
+    if runs:
+        return runs[0].info.run_id
+    tags = {"mlops.kind": PARTITION_RUN_KIND, "partition": partition}
+    if dagster_run_id:
+        tags["dagster_run_id"] = dagster_run_id
+    run = client.create_run(experiment_id, run_name=f"training {partition}", tags=tags)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a logger's warnings for a block.
+
+    Used around ``log_model``, which warns that a Python object is cloudpickled. Here the pickle
+    is 191 bytes naming ``mlops_assets.ml.model.PyfuncTabularModel`` (a reference, no code); the
+    model itself is the Booster text file and a JSON file.
+    """
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _signature(model: TabularModel) -> Any:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = [
+        ColSpec("string" if col in model.categories else "double", col)
+        for col in model.feature_columns
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
+
+
+def _agg_figure(width: float = 7.0, height: float = 4.5) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def importance_figure(model: TabularModel, top: int = 20) -> Figure:
+    """Gain per feature (LightGBM), mean per segment (segment baseline) or a note (global)."""
+    figure = _agg_figure()
+    ax = figure.add_subplot()
+    if model.kind == "lightgbm":
+        gains = list(model.feature_importance().items())[:top]
+        total = sum(g for _, g in gains) or 1.0
+        names = [n for n, _ in gains][::-1]
+        ax.barh(names, [g / total for _, g in gains][::-1], color="#4c72b0")
+        ax.set_xlabel("share of total gain")
+        ax.set_title(f"{model.candidate}: feature importance")
+    elif model.kind == "segment_mean":
+        col = model.segment_columns[0]
+        # The last index of every deeper axis holds the first column's own mean.
+        means = model.table[(slice(None), *[-1] * (len(model.segment_columns) - 1))]
+        labels = [*model.categories[col], "unseen"]
+        ax.barh(labels[::-1], means[::-1], color="#55a868")
+        ax.set_xlabel(f"mean {model.target}")
+        ax.set_title(
+            f"{model.candidate}: mean {model.target} per {col} "
+            f"(lookup by {' x '.join(model.segment_columns)})"
+        )
+    else:
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            f"{model.candidate}: predicts {float(model.table):.2f} {model.target}\n"
+            "for every event; no features, so no importance",
+            ha="center",
+            va="center",
+            fontsize=12,
+        )
+    figure.tight_layout()
+    return figure
+
+
+def predicted_figure(result: TrainResult, target: str, max_points: int = 5000) -> Figure:
+    """Predicted vs actual on the holdout, with the identity line and the scores."""
+    rows = result.holdout_predictions
+    if rows.height > max_points:
+        rows = rows.sample(n=max_points, seed=0)
+    actual = rows[target].to_numpy()
+    predicted = rows[PREDICTION].to_numpy()
+    figure = _agg_figure(5.5, 5.0)
+    ax = figure.add_subplot()
+    ax.scatter(actual, predicted, s=6, alpha=0.35, color="#4c72b0", linewidths=0)
+    top = float(max(actual.max(initial=1.0), predicted.max(initial=1.0)))
+    ax.plot([0, top], [0, top], color="#c44e52", linewidth=1)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel(f"actual {target}")
+    ax.set_ylabel(f"predicted {target}")
+    m = result.metrics
+    ax.set_title(
+        f"{result.model.candidate}: holdout ({result.holdout_rows} rows)\n"
+        f"WAPE {m['wape']:.3f}  MAE {m['mae']:.2f}  bias {m['bias']:+.1%}"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def log_candidate(
+    *,
+    experiment_id: str,
+    candidate: Candidate,
+    result: TrainResult,
+    windows: Windows,
+    registered_model_name: str,
+    partition: str,
+    data_fingerprint: str,
+    dagster_run_id: str | None = None,
+    parent_run_id: str | None = None,
+    code_version: str = "",
+    extra_tags: Mapping[str, str] | None = None,
+    ui_base: str = DEFAULT_UI,
+) -> LoggedCandidate:
+    """Log one candidate of one training date as an MLflow run and register its model.
+
+    If a finished run with the same :func:`run_key` exists, it is returned (``reused=True``)
+    and nothing new is logged or registered.
+    """
+    import mlflow
+
+    from mlops_assets.ml.model import PyfuncTabularModel
+
+    key = run_key(candidate, partition, windows, data_fingerprint, result.seed, code_version)
+    existing = find_logged_candidate(experiment_id, key, registered_model_name, ui_base)
+    if existing is not None:
+        return existing
+
+    tags = {
+        "role": candidate.role,
+        "candidate": candidate.name,
+        "partition": partition,
+        "data_fingerprint": data_fingerprint,
+        "train_window": windows.train_label,
+        "holdout_window": windows.holdout_label,
+        "dagster_run_id": dagster_run_id or "",
+        "model_kind": result.model.kind,
+        RUN_KEY_TAG: key,
+        **dict(extra_tags or {}),
+    }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    params = {
+        **candidate.params,
+        **windows.as_dict(),
+        "seed": result.seed,
+        "train_rows": result.train_rows,
+        "train_rows_available": result.train_rows_available,
+        "holdout_rows": result.holdout_rows,
+        "n_features": result.model.n_features,
+    }
+    with tempfile.TemporaryDirectory(prefix="mlops_model_") as tmp:
+        model_dir = result.model.save(Path(tmp) / PYFUNC_ARTIFACT)
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"{candidate.name} {partition}",
+            tags=tags,
+            description=candidate.description or None,
+        ) as run:
+            run_id = run.info.run_id
+            mlflow.log_params(params)
+            mlflow.log_metrics({**result.metrics, "fit_seconds": result.fit_seconds})
+            mlflow.log_figure(importance_figure(result.model), IMPORTANCE_PLOT)
+            mlflow.log_figure(predicted_figure(result, result.model.target), PREDICTED_PLOT)
+            with _quiet("mlflow.pyfunc"):
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_NAME,
+                    python_model=PyfuncTabularModel(),
+                    artifacts={PYFUNC_ARTIFACT: str(model_dir)},
+                    pip_requirements=pip_requirements(),
+                    signature=_signature(result.model),
+                    input_example=result.input_sample.head(5).to_pandas(),
+                )
+            version_tags = {
+                "candidate": candidate.name,
+                "role": candidate.role,
+                "partition": partition,
+                "data_fingerprint": data_fingerprint,
+                "train_window": windows.train_label,
+                "holdout_window": windows.holdout_label,
+                **{k: f"{v:.6g}" for k, v in result.metrics.items()},
+            }
+            registered = mlflow.register_model(
+                info.model_uri, registered_model_name, tags=version_tags
+            )
+            version = str(registered.version)
+            if candidate.description:
+                set_version_description(registered_model_name, version, candidate.description)
+            mlflow.set_tag(VERSION_TAG, version)
+    return LoggedCandidate(
+        run_id=run_id,
+        version=version,
+        run_url=run_url(experiment_id, run_id, ui_base),
+        model_uri=model_version_uri(registered_model_name, version),
+    )
+
+
+def _missing(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def set_aliases(
+    name: str, version: str, aliases: Iterable[str], tracking_uri: str | None = None
+) -> None:
+    """Point every alias in ``aliases`` at ``version`` (moving it from any other version)."""
+    client = _client(tracking_uri)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, str(version))
+
+
+def get_alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str | None:
+    """The version ``alias`` points at, or None if the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def version_tags(name: str, version: str, tracking_uri: str | None = None) -> dict[str, str]:
+    """The tags of a model version (candidate, role, partition, metrics, ...)."""
+    return dict(_model_version(name, version, tracking_uri).tags)
+
+
+def version_run_id(name: str, version: str, tracking_uri: str | None = None) -> str | None:
+    """The MLflow run that produced a model version."""
+    return _model_version(name, version, tracking_uri).run_id
+
+
+def set_version_description(
+    name: str, version: str, description: str, tracking_uri: str | None = None
+) -> None:
+    _client(tracking_uri).update_model_version(name, str(version), description=description)
+
+
+def _model_version(name: str, version: str, tracking_uri: str | None) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _client(tracking_uri).get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _missing(exc):
+            raise RegistryError(f"model {name!r} has no version {version!r}") from exc
+        raise
+
+
+def load_model_version(name: str, version: str, tracking_uri: str | None = None) -> TabularModel:
+    """Download a registered version's artifacts and load its TabularModel."""
+    import mlflow.artifacts
+
+    _model_version(name, version, tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="mlops_load_") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return TabularModel.load(Path(local) / "artifacts" / PYFUNC_ARTIFACT)
+
+
+def load_model_by_alias(name: str, alias: str, tracking_uri: str | None = None) -> TabularModel:
+    """The TabularModel the alias points at; RegistryError if the alias is not set."""
+    version = get_alias_version(name, alias, tracking_uri)
+    if version is None:
+        raise RegistryError(f"model {name!r} has no alias {alias!r}")
+    return load_model_version(name, version, tracking_uri)
+
+
+def version_artifacts_dir(name: str, version: str, tracking_uri: str | None = None) -> Path:
+    """The local folder holding a version's model files (local artifact stores only)."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    uri = _client(tracking_uri).get_model_version_download_uri(name, str(version))
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise RegistryError(f"model {name!r} v{version} is stored at {uri}, not on this machine")
+    return Path(url2pathname(parsed.path))
+
+
+def write_sample_csv(
+    frame: pl.DataFrame, columns: Sequence[str], path: str | Path, rows: int = 20
+) -> Path:
+    """Write the first ``rows`` rows of the model's input columns as CSV (for check_serves)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.select(list(columns)).head(rows).write_csv(path)
+    return path
+
+
+_SERVE_SCRIPT = """
+import json, sys
+import numpy as np, pandas as pd, mlflow
+from mlflow.types import DataType
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+schema = model.metadata.get_input_schema()
+text = {c.name: str for c in schema.inputs if c.type == DataType.string} if schema else {}
+frame = pd.read_csv(sys.argv[3], dtype=text)
+pred = np.asarray(model.predict(frame), dtype=float).ravel()
+if len(pred) != len(frame):
+    sys.exit(f"{len(pred)} predictions for {len(frame)} rows")
+if not np.isfinite(pred).all() or (pred < 0).any():
+    sys.exit(f"predictions are not finite and >= 0: {pred[:10].tolist()}")
+sys.stdout.write(json.dumps({"rows": len(frame), "mean_prediction": float(pred.mean())}))
+"""
+
+
+def check_serves(
+    tracking_uri: str, name: str, version: str, sample_csv_path: str | Path, timeout: float = 180
+) -> tuple[bool, str]:
+    """Load ``models:/<name>/<version>`` in a fresh Python process and predict the sample rows.
+
+    Returns (True, a JSON summary) or (False, the error text): proof that the registered
+    artifacts alone serve, independent of anything in this process.
+    """
+    sample = Path(sample_csv_path).resolve()
+    command = [sys.executable, "-c", _SERVE_SCRIPT, tracking_uri, f"models:/{name}/{version}"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    try:
+        done = subprocess.run(
+            [*command, str(sample)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=sample.parent,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"loading and predicting took longer than {timeout:.0f} s"
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return False, "\n".join(lines[-25:]) or f"exit code {done.returncode}"
+    return True, done.stdout.strip()

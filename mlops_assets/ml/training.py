@@ -1,0 +1,237 @@
+"""Model training as pure functions: windows, sampling, scoring and fingerprints.
+
+Window rule, for a training date T (the partition's date, the day training runs):
+
+- ``holdout_end = T - max(label_lag_days, 1)``. Outcomes of day d land on d + label_lag_days
+  (see ``storage.sources.outcomes_land_on``), so every holdout day has its outcomes by T, and the
+  holdout ends strictly before T even when the label lag is 0.
+- ``holdout_start = holdout_end - (holdout_days - 1)``: ``holdout_days`` whole days.
+- ``train_end = holdout_start - 1`` and ``train_start = train_end - (train_days - 1)``: the
+  training window is the ``train_days`` days right before the holdout. No day is in both.
+
+All bounds are inclusive dates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mlops_assets.dataset import DatasetSpec
+from mlops_assets.ml.candidates import Candidate, segment_columns
+from mlops_assets.ml.model import TabularModel
+
+METRIC_NAMES = ("mae", "rmse", "wape", "bias")
+PREDICTION = "prediction"
+# Holdout feature rows kept with a result: MLflow input example and serving-check sample.
+INPUT_SAMPLE_ROWS = 20
+
+
+class TrainingDataError(ValueError):
+    """Training cannot run on the data it was given; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Inclusive date bounds of the training and holdout windows of one training date."""
+
+    train_start: date
+    train_end: date
+    holdout_start: date
+    holdout_end: date
+
+    @property
+    def first_day(self) -> date:
+        return self.train_start
+
+    @property
+    def last_day(self) -> date:
+        return self.holdout_end
+
+    def as_dict(self) -> dict[str, str]:
+        """ISO strings, for MLflow params/tags and Dagster metadata."""
+        return {
+            "train_start": self.train_start.isoformat(),
+            "train_end": self.train_end.isoformat(),
+            "holdout_start": self.holdout_start.isoformat(),
+            "holdout_end": self.holdout_end.isoformat(),
+        }
+
+    @property
+    def train_label(self) -> str:
+        return f"{self.train_start}..{self.train_end}"
+
+    @property
+    def holdout_label(self) -> str:
+        return f"{self.holdout_start}..{self.holdout_end}"
+
+
+def training_windows(spec: DatasetSpec, training_date: date) -> Windows:
+    """The train and holdout windows of ``training_date`` (rule in the module docstring)."""
+    tr = spec.training
+    holdout_end = training_date - timedelta(days=max(spec.label_lag_days, 1))
+    holdout_start = holdout_end - timedelta(days=tr.holdout_days - 1)
+    train_end = holdout_start - timedelta(days=1)
+    train_start = train_end - timedelta(days=tr.train_days - 1)
+    return Windows(train_start, train_end, holdout_start, holdout_end)
+
+
+def window_days(start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end`` inclusive."""
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def split_windows(
+    frame: pl.DataFrame, spec: DatasetSpec, windows: Windows
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows of ``frame`` in the training window and in the holdout window."""
+    day = pl.col(spec.date_column).cast(pl.Date)
+    train = frame.filter(day.is_between(windows.train_start, windows.train_end))
+    holdout = frame.filter(day.is_between(windows.holdout_start, windows.holdout_end))
+    return train, holdout
+
+
+def sample_rows(frame: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
+    """At most ``max_rows`` rows: all of them under the cap, else a seeded sample.
+
+    The sample keeps the rows whose seeded row hash is smallest, so it depends only on the rows'
+    content and the seed, not on their order; kept rows stay in their input order.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    if frame.height <= max_rows:
+        return frame
+    hashes = frame.hash_rows(seed=seed)
+    order = pl.DataFrame({"h": hashes, "i": pl.int_range(0, frame.height, eager=True)})
+    keep = order.sort(["h", "i"]).head(max_rows)["i"].sort()
+    return frame[keep]
+
+
+def metrics(actual: Any, predicted: Any) -> dict[str, float]:
+    """mae, rmse, wape (sum|err| / sum|actual|) and bias (sum(pred - actual) / sum(actual))."""
+    y = np.asarray(actual, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"actual {y.shape} and predicted {p.shape} must be 1-d and equal length")
+    if y.size == 0:
+        raise ValueError("metrics need at least one row")
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise ValueError("metrics need finite actuals and predictions (found NaN or inf)")
+    err = p - y
+    total = float(np.abs(y).sum())
+    return {
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "wape": float(np.abs(err).sum() / total) if total else float("inf"),
+        "bias": float(err.sum() / y.sum()) if y.sum() else float("inf"),
+    }
+
+
+def data_fingerprint(frame: pl.DataFrame) -> str:
+    """A stable hash of the rows: same rows (in any order) and columns -> same 16 hex digits.
+
+    Hashes the sorted rows written as CSV with the schema, so it does not depend on polars'
+    internal hash function and survives a library upgrade.
+    """
+    columns = sorted(frame.columns)
+    canonical = frame.select(columns)
+    if columns and canonical.height:
+        canonical = canonical.sort(columns, nulls_last=True)
+    digest = hashlib.sha256()
+    digest.update(repr([(c, str(canonical.schema[c])) for c in columns]).encode())
+    digest.update(canonical.write_csv().encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A fitted candidate and its score on the holdout window."""
+
+    model: TabularModel
+    metrics: dict[str, float]
+    train_rows: int
+    holdout_rows: int
+    holdout_predictions: pl.DataFrame
+    train_rows_available: int
+    seed: int
+    fit_seconds: float
+    input_sample: pl.DataFrame
+
+
+def _require_rows(frame: pl.DataFrame, spec: DatasetSpec, what: str) -> None:
+    if spec.target not in frame.columns:
+        raise TrainingDataError(
+            f"{what} rows lack the target column {spec.target!r} (columns: "
+            f"{', '.join(frame.columns)})"
+        )
+    if frame.is_empty():
+        raise TrainingDataError(f"the {what} window has no labeled rows")
+    nulls = frame[spec.target].null_count()
+    if nulls:
+        raise TrainingDataError(
+            f"{nulls} of {frame.height} {what} rows have a null target {spec.target!r}"
+        )
+
+
+def _canonical_order(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    keys = [c for c in (spec.date_column, spec.event_key) if c in frame.columns]
+    return frame.sort(keys) if keys else frame
+
+
+def score(
+    model: TabularModel, holdout: pl.DataFrame, spec: DatasetSpec
+) -> tuple[dict[str, float], pl.DataFrame]:
+    """Metrics of ``model`` on ``holdout`` and the per-row predictions (re-scores an incumbent)."""
+    _require_rows(holdout, spec, "holdout")
+    holdout = _canonical_order(holdout, spec)
+    predicted = model.predict(holdout)
+    keep = [
+        c
+        for c in (spec.date_column, spec.event_key, *segment_columns(spec))
+        if c in holdout.columns
+    ]
+    rows = holdout.select(*keep, pl.col(spec.target).cast(pl.Float64)).with_columns(
+        pl.Series(PREDICTION, predicted, dtype=pl.Float64)
+    )
+    return metrics(rows[spec.target].to_numpy(), predicted), rows
+
+
+def train_and_score(
+    candidate: Candidate,
+    train: pl.DataFrame,
+    holdout: pl.DataFrame,
+    spec: DatasetSpec,
+    seed: int = 0,
+) -> TrainResult:
+    """Fit ``candidate`` on ``train`` (sampled to ``max_train_rows``) and score it on ``holdout``.
+
+    Rows are put in (date, event key) order before fitting, so the same rows in any order give
+    the same model.
+    """
+    _require_rows(train, spec, "training")
+    _require_rows(holdout, spec, "holdout")
+    available = train.height
+    sampled = _canonical_order(sample_rows(train, spec.training.max_train_rows, seed), spec)
+    started = time.perf_counter()
+    model = candidate.fit(sampled, spec, seed)
+    fit_seconds = time.perf_counter() - started
+    result_metrics, predictions = score(model, holdout, spec)
+    return TrainResult(
+        model=model,
+        metrics=result_metrics,
+        train_rows=sampled.height,
+        holdout_rows=holdout.height,
+        holdout_predictions=predictions,
+        train_rows_available=available,
+        seed=seed,
+        fit_seconds=fit_seconds,
+        input_sample=_canonical_order(holdout, spec)
+        .select(spec.model_feature_columns)
+        .head(INPUT_SAMPLE_ROWS),
+    )

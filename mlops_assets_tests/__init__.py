@@ -1,0 +1,1 @@
+"""Tests of the mlops_assets pipeline."""

@@ -1,0 +1,258 @@
+"""Helpers shared by the test modules: small dataset specs and a pipeline driver that runs real
+Dagster (in process) against a real DuckDB warehouse under a temporary folder."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from mlops_assets.environments import DEFAULT_DATASET, REPO_ROOT, Settings
+from mlops_assets.storage.warehouse import Warehouse
+
+FIXED_AS_OF = "2025-03-15T06:00"
+SMALL_AIRINGS_PER_DAY = 150
+START_DATE = "2025-01-01"
+DAILY_TABLES = ("raw_events", "raw_outcomes", "outcome_stats", "features", "labeled_examples")
+MLOPS_VARS = ("MLOPS_ENV", "MLOPS_DATA_DIR", "MLOPS_DATASET", "MLOPS_AS_OF", "MLOPS_SCHEMA")
+
+
+def day_range(first: date, n: int) -> list[date]:
+    return [first + timedelta(days=i) for i in range(n)]
+
+
+def default_spec_dict() -> dict[str, Any]:
+    return yaml.safe_load(DEFAULT_DATASET.read_text())
+
+
+def simulator_spec(
+    *,
+    airings_per_day: int = SMALL_AIRINGS_PER_DAY,
+    start_date: str = START_DATE,
+    incidents: Iterable[dict[str, Any]] = (),
+    drifts: Iterable[dict[str, Any]] = (),
+    seed: int = 7,
+    **top_level: Any,
+) -> dict[str, Any]:
+    """The default spec, made small, with optional incidents, drifts and top-level overrides."""
+    raw = copy.deepcopy(default_spec_dict())
+    raw["start_date"] = start_date
+    options = raw["source"].setdefault("options", {})
+    options.update(seed=seed, airings_per_day=airings_per_day)
+    if incidents:
+        options["incidents"] = [dict(i) for i in incidents]
+    if drifts:
+        options["drifts"] = [dict(d) for d in drifts]
+    raw.update(top_level)
+    return raw
+
+
+def write_yaml(path: Path, raw: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without MLOPS_* or DAGSTER_HOME, plus ``extra``. Subprocesses
+    import the package from the same checkout as the tests (PYTHONPATH), even through the
+    console script."""
+    env = {k: v for k, v in os.environ.items() if k not in MLOPS_VARS and k != "DAGSTER_HOME"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.update(extra)
+    return env
+
+
+def run_python(code: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter of this venv, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Pipeline:
+    """Drives the project in one temporary folder: env vars, specs, definitions, Dagster runs.
+
+    Specs are written to ``<root>/specs`` (outside the data folder, so isolation tests can list
+    everything the pipeline wrote). Each spec gets its own file, because the project is cached per
+    (env, data dir, dataset path, clock) and a rewritten file at the same path would be ignored.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path, as_of: str = FIXED_AS_OF):
+        self.monkeypatch = monkeypatch
+        self.root = root
+        self.data_dir = root / "data"
+        self.spec_dir = root / "specs"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.env: dict[str, str] = {}
+        self._spec_count = 0
+        self._defs: dict[tuple, dg.Definitions] = {}
+        self._instance: dg.DagsterInstance | None = None
+        for var in ("MLOPS_ENV", "MLOPS_SCHEMA"):
+            monkeypatch.delenv(var, raising=False)
+        self._set("MLOPS_DATA_DIR", str(self.data_dir))
+        self._set("MLOPS_AS_OF", as_of)
+
+    def _set(self, var: str, value: str) -> None:
+        self.env[var] = value
+        self.monkeypatch.setenv(var, value)
+
+    def bind(self, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+        """Re-apply this pipeline's variables through ``monkeypatch`` (for module-scoped runs
+        used by function-scoped tests)."""
+        self.monkeypatch = monkeypatch
+        for var in MLOPS_VARS:
+            if var in self.env:
+                monkeypatch.setenv(var, self.env[var])
+            else:
+                monkeypatch.delenv(var, raising=False)
+        return self
+
+    def clone(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> Pipeline:
+        """A copy of this pipeline's data folder under ``root``, same spec and clock, with a new
+        Dagster instance: for tests that tamper with the stored rows."""
+        shutil.copytree(self.data_dir, root / "data")
+        other = Pipeline(monkeypatch, root, self.env["MLOPS_AS_OF"])
+        for var, value in self.env.items():
+            if var != "MLOPS_DATA_DIR":
+                other._set(var, value)
+        return other
+
+    def use_spec(self, raw: dict[str, Any] | None = None, **simulator_kwargs: Any) -> Path:
+        """Write a new spec file (``raw``, or a small simulator spec) and point MLOPS_DATASET at it."""
+        self._spec_count += 1
+        raw = raw if raw is not None else simulator_spec(**simulator_kwargs)
+        path = write_yaml(self.spec_dir / f"spec_v{self._spec_count}.yaml", raw)
+        self._set("MLOPS_DATASET", str(path))
+        return path
+
+    def set_env(self, name: str) -> None:
+        self._set("MLOPS_ENV", name)
+
+    @property
+    def project(self):
+        from mlops_assets.defs.common import project
+
+        return project()
+
+    @property
+    def settings(self) -> Settings:
+        return self.project.settings
+
+    @property
+    def spec(self):
+        return self.project.spec
+
+    def definitions(self) -> dg.Definitions:
+        """Definitions of the current environment (built once per distinct environment)."""
+        from mlops_assets.definitions import build_definitions
+
+        key = tuple(os.environ.get(v) for v in MLOPS_VARS)
+        if key not in self._defs:
+            self._defs[key] = build_definitions()
+        return self._defs[key]
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        if self._instance is None:
+            self._instance = dg.DagsterInstance.ephemeral()
+        return self._instance
+
+    def use_instance(self, instance: dg.DagsterInstance) -> None:
+        self._instance = instance
+
+    def run_days(self, days: Iterable[date]):
+        from mlops_assets.runner import run_days
+
+        return run_days(self.definitions(), self.instance, self.settings, days)
+
+    def materialize(
+        self, day: date, assets: Iterable[str], last: date | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """One run of the daily job with only ``assets`` selected, for ``day`` or, with ``last``,
+        for the partition range ``day..last`` (a single-run backfill)."""
+        from mlops_assets.definitions import DAILY_JOB
+
+        job = self.definitions().resolve_job_def(DAILY_JOB)
+        if last is None:
+            target: dict[str, Any] = {"partition_key": day.isoformat()}
+        else:
+            target = {
+                "tags": {
+                    ASSET_PARTITION_RANGE_START_TAG: day.isoformat(),
+                    ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                }
+            }
+        return job.execute_in_process(
+            instance=self.instance,
+            asset_selection=[dg.AssetKey(a) for a in assets],
+            raise_on_error=False,
+            **target,
+        )
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.settings.warehouse_path, self.settings.schema)
+
+    def rows(self, table: str, day: date | None = None, column: str | None = None) -> pl.DataFrame:
+        """A table (or one day of it), sorted on every column so frames compare exactly."""
+        wh = self.warehouse
+        if day is None:
+            frame = wh.read(table)
+        else:
+            column = column or ("day" if table == "outcome_stats" else self.spec.date_column)
+            frame = wh.read(table, column, day, day + timedelta(days=1))
+        return frame.sort(frame.columns) if frame.height else frame
+
+    def execute(self, sql: str, params: list | None = None) -> None:
+        """Run a writing statement against the warehouse (to tamper with stored rows)."""
+        with self.warehouse.connect() as con:
+            con.execute(sql, params)
+
+    def close(self) -> None:
+        if self._instance is not None:
+            self._instance.dispose()
+            self._instance = None
+
+
+def copy_dagster_yaml(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    target.write_text((REPO_ROOT / "dagster.yaml").read_text())
+    return target
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> str:
+    """Every step failure's description and error message of a run, joined."""
+    parts = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            parts.append(data.user_failure_data.description)
+        if data.error is not None:
+            parts.append(data.error.message)
+    return "\n".join(parts)
+
+
+def check_evaluations(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}

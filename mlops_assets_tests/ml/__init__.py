@@ -1,0 +1,1 @@
+"""Tests of the Dagster-free machine-learning layer (mlops_assets.ml)."""
