@@ -17,7 +17,14 @@ def _set_env(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     _set_env(args)
     from mlops_assets.defs.common import project
-    from mlops_assets.runner import ensure_instance, run_days, run_training, training_partitions
+    from mlops_assets.runner import (
+        ensure_instance,
+        first_champion_day,
+        run_days,
+        run_scoring,
+        run_training,
+        training_partitions,
+    )
     from mlops_assets.storage.warehouse import Warehouse
 
     started = time.monotonic()
@@ -34,6 +41,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     summary = run_days(defs, instance, settings, days, progress=print)
     run_training(defs, instance, training_partitions(days[0], today), print, summary)
+    served_from = first_champion_day(settings)
+    if served_from is not None:
+        run_scoring(defs, instance, [d for d in days if d >= served_from], print, summary)
     wh = Warehouse(settings.warehouse_path, settings.schema)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")

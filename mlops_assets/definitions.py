@@ -12,6 +12,7 @@ from mlops_assets.storage.io_manager import DuckDBPolarsIOManager
 
 DAILY_JOB = "daily_refresh"
 TRAINING_JOB = "train_and_deploy"
+SCORING_JOB = "daily_scoring"
 
 
 def build_definitions() -> dg.Definitions:
@@ -38,6 +39,12 @@ def build_definitions() -> dg.Definitions:
                 selection=daily_assets,
                 partitions_def=p.daily,
                 description="One day of sources and feature refresh.",
+            ),
+            dg.define_asset_job(
+                SCORING_JOB,
+                selection=dg.AssetSelection.groups("inference"),
+                partitions_def=p.daily,
+                description="Predictions of a day (and what watches them), once a champion is in.",
             ),
             dg.define_asset_job(
                 TRAINING_JOB,

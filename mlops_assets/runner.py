@@ -160,3 +160,37 @@ def run_training(
                 decision = f"{meta['action'].value}: champion v{meta['champion_version'].value}"
         progress(f"training {key}: {state} {decision}")
     return summary
+
+
+def run_scoring(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    days: Iterable[date],
+    progress: Callable[[str], None] = lambda _: None,
+    summary: RunSummary | None = None,
+) -> RunSummary:
+    """Predictions (and the stages after them) over each contiguous range of ``days``."""
+    from mlops_assets.definitions import SCORING_JOB
+
+    summary = summary or RunSummary()
+    job = defs.resolve_job_def(SCORING_JOB)
+    for first, last in _contiguous(list(days)):
+        result = job.execute_in_process(
+            instance=instance, tags=range_tags(first, last), raise_on_error=False
+        )
+        label = f"{first}..{last}"
+        summary.add(result, f"scoring {label}")
+        progress(f"scoring {label}: {'ok' if result.success else 'FAILED'}")
+    return summary
+
+
+def first_champion_day(settings: Settings) -> date | None:
+    """The first day a champion was in force, from the champion history."""
+    from mlops_assets.ml.promotion import HISTORY_TABLE
+    from mlops_assets.storage.warehouse import Warehouse
+
+    history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
+    if history.is_empty():
+        return None
+    served = history.filter(history["to_version"].is_not_null())
+    return served["effective_from"].min() if served.height else None

@@ -7,6 +7,8 @@ and it opens one MLflow run per Dagster run where we need a run per candidate an
 mlflow itself is imported only inside `mlops_assets.ml.registry` functions, when a step uses it.
 """
 
+from functools import cache
+
 import dagster as dg
 
 from mlops_assets.storage.warehouse import Warehouse
@@ -32,6 +34,12 @@ class MlflowResource(dg.ConfigurableResource):
     ui_base: str = "http://127.0.0.1:5000"
 
     def experiment_id(self) -> str:
-        from mlops_assets.ml import registry
+        """Point MLflow at this store (once per process) and return the experiment id."""
+        return _configure(self.tracking_uri, self.artifacts_dir, self.experiment)
 
-        return registry.configure(self.tracking_uri, self.artifacts_dir, self.experiment)
+
+@cache
+def _configure(tracking_uri: str, artifacts_dir: str, experiment: str) -> str:
+    from mlops_assets.ml import registry
+
+    return registry.configure(tracking_uri, artifacts_dir, experiment)

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 if TYPE_CHECKING:
     import lightgbm as lgb
-    import pandas as pd
 
 KINDS = ("lightgbm", "global_mean", "segment_mean")
 FORMAT_VERSION = 1
@@ -324,29 +324,20 @@ def fit_categories(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, lis
 
 
 def _make_pyfunc_class() -> type:
-    import warnings
-
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():
-        # MLflow suggests type hints on predict; the logged signature already describes inputs.
-        warnings.filterwarnings("ignore", message=".*type hints.*")
-        return _define_pyfunc_class(mlflow.pyfunc.PythonModel)
-
-
-def _define_pyfunc_class(base: type) -> type:
-    class PyfuncTabularModel(base):
+    class PyfuncTabularModel(mlflow.pyfunc.PythonModel):
         """MLflow wrapper: loads the TabularModel folder logged as artifact ``tabular_model``."""
 
         def load_context(self, context: Any) -> None:
             self._model = TabularModel.load(context.artifacts[PYFUNC_ARTIFACT])
 
-        # No type hints on predict: MLflow would derive a signature from them; the signature
-        # logged with the model (from the feature columns) is the accurate one.
-        def predict(self, context, model_input, params=None):
+        # A pd.DataFrame hint tells MLflow not to derive a signature from the hints: the
+        # signature logged with the model (from the feature columns) describes the input.
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+        ) -> np.ndarray:
             if not hasattr(model_input, "columns"):
-                import pandas as pd
-
                 model_input = pd.DataFrame(model_input)
             return self._model.predict(model_input)
 

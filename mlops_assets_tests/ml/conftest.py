@@ -4,6 +4,7 @@ every candidate trained once on them."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -22,6 +23,11 @@ from mlops_assets.ml.training import (
     training_windows,
 )
 from mlops_assets.simulator import SimulatorConfig, simulate_day
+
+# LightGBM's OpenMP threads spin while waiting; on a busy 2-core machine (other test processes)
+# that made a 0.2 s fit take 4-10 s. Passive waiting changes timing only, never results. It must
+# be set before lightgbm loads, which nothing imported above does.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 AIRINGS_PER_DAY = 200
 TRAIN_DAYS = 21
@@ -90,8 +96,6 @@ def holdout(examples: pl.DataFrame, spec: DatasetSpec, windows: Windows) -> pl.D
 
 
 @pytest.fixture(scope="session")
-def fitted(
-    train: pl.DataFrame, holdout: pl.DataFrame, spec: DatasetSpec
-) -> dict[str, TrainResult]:
+def fitted(train: pl.DataFrame, holdout: pl.DataFrame, spec: DatasetSpec) -> dict[str, TrainResult]:
     """Every registered candidate trained on ``train`` and scored on ``holdout``."""
     return {c.name: train_and_score(c, train, holdout, spec, seed=SEED) for c in CANDIDATES}

@@ -1,0 +1,127 @@
+"""Inference: batch predictions of each day by the champion in force on that day."""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    SINGLE_RUN,
+    WAREHOUSE_POOL,
+    Project,
+    partition_days,
+    project,
+    rule_result,
+    table_metadata,
+)
+from mlops_assets.defs.resources import MlflowResource, WarehouseResource
+
+OWNERS = ["team:ml-engineering"]
+ONE_PER_ROW = "predictions_one_per_feature_row"
+FINITE = "predictions_finite"
+IN_RANGE = "predictions_in_plausible_range"
+
+
+def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
+    """Day D depends on the training partition whose window ended on or before D."""
+    period = 1 if p.spec.training.cadence == "daily" else 7
+    return dg.TimeWindowPartitionMapping(start_offset=-period, end_offset=-period)
+
+
+def build_assets(p: Project) -> list[dg.AssetsDefinition]:
+    spec = p.spec
+    checks = [
+        dg.AssetCheckSpec(
+            ONE_PER_ROW,
+            asset="predictions",
+            blocking=True,
+            description="Exactly one prediction per feature row of the day.",
+        ),
+        dg.AssetCheckSpec(
+            FINITE,
+            asset="predictions",
+            blocking=True,
+            description="Every prediction is a finite number.",
+        ),
+        dg.AssetCheckSpec(
+            IN_RANGE,
+            asset="predictions",
+            blocking=True,
+            description="Predictions lie between 0 and 3x the largest outcome seen in the "
+            "champion's training window.",
+        ),
+    ]
+
+    @dg.asset(
+        name="predictions",
+        group_name="inference",
+        partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars", "lightgbm"},
+        code_version=CODE_VERSION,
+        metadata=table_metadata(spec.date_column),
+        ins={"features": dg.AssetIn()},
+        deps=[dg.AssetDep("champion", partition_mapping=champion_in_force_mapping(p))],
+        check_specs=checks,
+        description=p.words(
+            "Predicted {outcome} for every {event} of the day, made by the champion that was in "
+            "force that day (trained before it), with the model version on every row."
+        ),
+    )
+    def predictions(
+        context: dg.AssetExecutionContext,
+        features: pl.DataFrame,
+        mlflow: MlflowResource,
+        warehouse: WarehouseResource,
+    ):
+        from mlops_assets.ml import inference, promotion, registry
+
+        mlflow.experiment_id()
+        wh = warehouse.get()
+        history = wh.read(promotion.HISTORY_TABLE)
+        days = partition_days(context)
+        day_rows = features.filter(pl.col(spec.date_column).is_in(days))
+        try:
+            frame = inference.predict_days(
+                spec,
+                day_rows,
+                lambda day: promotion.champion_in_force(history, day),
+                lambda v: registry.load_model_version(
+                    mlflow.registered_model, v, mlflow.tracking_uri
+                ),
+            )
+        except inference.NoChampionError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        upper = {}
+        for version in frame[inference.MODEL_VERSION].unique().to_list():
+            tags = registry.version_tags(mlflow.registered_model, version, mlflow.tracking_uri)
+            start, end = (date.fromisoformat(d) for d in tags["train_window"].split(".."))
+            seen = wh.query(
+                f'SELECT max("{spec.target}") AS m FROM "{wh.schema}"."labeled_examples" '
+                f'WHERE "{spec.date_column}" BETWEEN ? AND ?',
+                [start, end],
+            )["m"][0]
+            upper[version] = inference.PLAUSIBLE_FACTOR * float(seen or 0.0)
+        versions = sorted(frame[inference.MODEL_VERSION].unique().to_list())
+        yield dg.Output(
+            frame,
+            metadata={
+                "model_versions": ", ".join(versions),
+                "mean_prediction": float(frame[inference.PREDICTION].mean() or 0.0),
+            },
+        )
+        yield rule_result(
+            inference.one_per_row(frame, day_rows, spec.event_key), check_name=ONE_PER_ROW
+        )
+        yield rule_result(inference.all_finite(frame), check_name=FINITE)
+        yield rule_result(inference.within_range(frame, upper), check_name=IN_RANGE)
+
+    return [predictions]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(project()))

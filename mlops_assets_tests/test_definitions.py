@@ -1,0 +1,123 @@
+"""The definitions as a whole: `dagster definitions validate -w workspace.yaml` passes,
+build_definitions() loads every stage with its jobs, every asset has a description, owners, kinds
+and a group, every asset check has a description, partitioned assets name their partition column
+and share the warehouse pool, and importing the definitions does not import mlflow, evidently or
+lightgbm (they cost seconds and are only needed when a model is trained or a report is built)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.defs.common import WAREHOUSE_POOL
+from mlops_assets.defs.feature_refresh.checks import (
+    NON_EMPTY,
+    NULL_SHARE,
+    POINT_IN_TIME,
+    SCHEMA,
+    UNIQUE_KEYS,
+)
+from mlops_assets.environments import REPO_ROOT
+from mlops_assets.storage.io_manager import PARTITION_COLUMN
+from mlops_assets_tests.helpers import Pipeline, clean_env, copy_dagster_yaml, run_python
+
+FOUNDATION_ASSETS = {
+    "raw_events": "sources",
+    "raw_outcomes": "sources",
+    "outcome_stats": "feature_refresh",
+    "features": "feature_refresh",
+    "labeled_examples": "feature_refresh",
+    "online_features": "feature_refresh",
+}
+HEAVY_MODULES = ("mlflow", "evidently", "lightgbm")
+
+
+@pytest.fixture
+def defs(pipeline: Pipeline) -> dg.Definitions:
+    return pipeline.definitions()
+
+
+def test_definitions_load(defs: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert set(FOUNDATION_ASSETS) <= keys
+    daily = defs.resolve_job_def("daily_refresh")
+    assert daily.partitions_def is not None
+    selected = {key.to_user_string() for key in daily.asset_layer.executable_asset_keys}
+    assert set(FOUNDATION_ASSETS) - {"online_features"} <= selected
+
+
+def test_every_asset_is_catalogued(defs: dg.Definitions) -> None:
+    specs = list(defs.resolve_all_asset_specs())
+    assert specs
+    for spec in specs:
+        name = spec.key.to_user_string()
+        assert spec.description and len(spec.description) > 40, name
+        assert spec.owners, name
+        assert spec.kinds, name
+        assert spec.group_name and spec.group_name != "default", name
+        if name in FOUNDATION_ASSETS:
+            assert spec.group_name == FOUNDATION_ASSETS[name], name
+
+
+def test_descriptions_use_the_dataset_words(defs: dg.Definitions) -> None:
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    assert "TV ad airing" in specs["raw_events"].description
+    assert "web visits" in specs["raw_outcomes"].description
+    assert "{" not in "".join(s.description for s in specs.values())
+
+
+def test_partitioned_assets_name_their_column_and_pool(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    partitioned = []
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.partitions_def is not None and key.to_user_string() in FOUNDATION_ASSETS:
+            partitioned.append(key.to_user_string())
+            assert node.metadata.get(PARTITION_COLUMN), key
+            assert node.pools == {WAREHOUSE_POOL}, key
+    assert sorted(partitioned) == sorted(set(FOUNDATION_ASSETS) - {"online_features"})
+
+
+def test_every_check_has_a_description(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    check_keys = graph.asset_check_keys
+    names = {key.name for key in check_keys}
+    assert {NON_EMPTY, UNIQUE_KEYS, SCHEMA, NULL_SHARE, POINT_IN_TIME} <= names
+    for key in check_keys:
+        description = graph.get_check_spec(key).description
+        assert description and len(description) > 20, key
+
+
+def test_dagster_definitions_validate(pipeline: Pipeline, tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    copy_dagster_yaml(home)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"]
+        + ["-w", "workspace.yaml"],
+        env=clean_env(DAGSTER_HOME=str(home), **pipeline.env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "Validation successful for code location mlops_assets" in output
+
+
+def test_definitions_import_no_heavy_library(pipeline: Pipeline) -> None:
+    code = (
+        "import json, sys\n"
+        "import mlops_assets.definitions as d\n"
+        "assert d.defs.resolve_all_asset_keys()\n"
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))\n"
+    )
+    done = run_python(code, clean_env(**pipeline.env))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []
