@@ -53,11 +53,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  checks: {summary.checks_passed} passed, {len(summary.checks_failed)} failed")
     for failed in summary.checks_failed[:10]:
         print(f"    failed: {failed}")
+    _print_leaderboard(wh, settings.schema, p.spec.training.metric)
     print(f"  warehouse: {settings.warehouse_path}")
     print(f"  online store: {settings.online_store_path}")
     print(f"  Dagster home: {settings.dagster_home} (browse with `make dev`)")
     print(f"  took {time.monotonic() - started:.1f}s")
     return 1 if summary.failed_runs else 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    _set_env(args)
+    from mlops_assets.environments import load_settings
+    from mlops_assets.ml import promotion, registry
+    from mlops_assets.storage.warehouse import Warehouse
+
+    settings = load_settings()
+    if not settings.mlflow_db_path.exists():
+        print(
+            f"error: no model registry in {settings.env_dir}: nothing to roll back", file=sys.stderr
+        )
+        return 2
+    registry.configure(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, "mlops_assets")
+    wh = Warehouse(settings.warehouse_path, settings.schema)
+    target = promotion.Registry(
+        settings.mlflow_tracking_uri, settings.registered_model_name, settings.stage_alias
+    )
+    try:
+        row = promotion.rollback(target, wh.read(promotion.HISTORY_TABLE), settings.today())
+    except promotion.PromotionError as exc:
+        print(f"error: rollback refused: {exc}", file=sys.stderr)
+        return 2
+    wh.append(promotion.HISTORY_TABLE, promotion.history_frame(row))
+    print(
+        f"rolled back {settings.registered_model_name} ({settings.env}): aliases "
+        f"{', '.join(target.aliases)} moved from v{row['from_version']} to "
+        f"v{row['to_version']} ({row['candidate']}); recorded in {promotion.HISTORY_TABLE}"
+    )
+    return 0
+
+
+def _print_leaderboard(wh, schema: str, metric: str) -> None:
+    board = wh.query(
+        f'SELECT * FROM "{schema}"."champion" WHERE training_date = '
+        f'(SELECT max(training_date) FROM "{schema}"."champion") ORDER BY {metric}'
+    )
+    if board.is_empty():
+        print("  no champion yet: not enough labeled days for a training window")
+        return
+    row0 = board.row(0, named=True)
+    print(
+        f"\n  Leaderboard of training date {row0['training_date']} "
+        f"(holdout {row0['holdout_start']}..{row0['holdout_end']}, lower {metric} is better)"
+    )
+    print(f"  {'candidate':<16} {'role':<9} {'version':>7} {metric:>8} {'mae':>8} {'bias':>8}")
+    for r in board.iter_rows(named=True):
+        mark = "  <- champion" if r["is_champion"] else ""
+        print(
+            f"  {r['candidate']:<16} {r['role']:<9} {r['model_version']:>7} "
+            f"{r[metric]:>8.4f} {r['mae']:>8.3f} {r['bias']:>+8.3f}{mark}"
+        )
+    print(f"  decision: {row0['decision']}, champion v{row0['champion_version']}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=56, help="how many past days (default 56)")
     demo.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (MLOPS_ENV)")
     demo.set_defaults(func=cmd_demo)
+    rollback = sub.add_parser(
+        "rollback", help="move the champion aliases back to the previous champion"
+    )
+    rollback.add_argument("--env", choices=("dev", "staging", "prod"), help="environment")
+    rollback.set_defaults(func=cmd_rollback)
     return parser
 
 

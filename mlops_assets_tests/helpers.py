@@ -139,7 +139,7 @@ class Pipeline:
         return other
 
     def use_spec(self, raw: dict[str, Any] | None = None, **simulator_kwargs: Any) -> Path:
-        """Write a new spec file (``raw``, or a small simulator spec) and point MLOPS_DATASET at it."""
+        """Write a new spec file (``raw``, or a small simulator spec) for MLOPS_DATASET."""
         self._spec_count += 1
         raw = raw if raw is not None else simulator_spec(**simulator_kwargs)
         path = write_yaml(self.spec_dir / f"spec_v{self._spec_count}.yaml", raw)

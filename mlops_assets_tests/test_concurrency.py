@@ -116,8 +116,8 @@ def test_two_processes_write_the_same_warehouse_at_once(
     wh = pipeline.warehouse
     for table in ("raw_events", "features", "raw_outcomes", "labeled_examples"):
         counts = wh.query(
-            f'SELECT air_date AS d, count(*) AS n, count(DISTINCT airing_id) AS k FROM mlops."{table}" '
-            "GROUP BY 1 ORDER BY 1"
+            "SELECT air_date AS d, count(*) AS n, count(DISTINCT airing_id) AS k "
+            f'FROM mlops."{table}" GROUP BY 1 ORDER BY 1'
         )
         assert counts["d"].to_list() == all_days, table
         assert counts["n"].to_list() == [SMALL_AIRINGS_PER_DAY] * len(all_days), table

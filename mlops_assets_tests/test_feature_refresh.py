@@ -278,7 +278,9 @@ def test_feature_checks_report_observed_value_and_threshold(pipeline: Pipeline) 
     assert evaluations[SCHEMA].metadata["problems"].value == "none"
 
 
-@pytest.mark.parametrize(("env", "threshold", "level"), [("dev", 0.2, "WARN"), ("prod", 0.05, "ERROR")])
+@pytest.mark.parametrize(
+    ("env", "threshold", "level"), [("dev", 0.2, "WARN"), ("prod", 0.05, "ERROR")]
+)
 def test_null_storm_fails_the_null_share_check(
     make_pipeline, env: str, threshold: float, level: str
 ) -> None:

@@ -266,14 +266,15 @@ def champion_in_force(history: pl.DataFrame, day: date) -> str | None:
 
 
 def plan_rollback(history: pl.DataFrame, current: str | None) -> str:
-    """The version to roll back to: the one the current champion replaced."""
+    """The version to roll back to: the one whose promotion the current champion replaced
+    (rollback rows are not promotions, so rolling back twice walks further back)."""
     if current is None:
         raise PromotionError("there is no champion to roll back from")
     made = history.filter(
         (pl.col("to_version") == current)
         & pl.col("from_version").is_not_null()
         & (pl.col("from_version") != current)
-        & ~pl.col("dry_run")
+        & (pl.col("action") == "promote")
     ).sort("decided_at")
     if made.is_empty():
         raise PromotionError(
