@@ -48,7 +48,8 @@ def build_definitions() -> dg.Definitions:
             ),
             dg.define_asset_job(
                 TRAINING_JOB,
-                selection=dg.AssetSelection.groups("model_training", "model_deployment"),
+                selection=dg.AssetSelection.groups("model_training", "model_deployment")
+                | dg.AssetSelection.assets("drift_reference"),
                 partitions_def=p.training,
                 description="Train every candidate of a training date and pick the champion.",
             ),

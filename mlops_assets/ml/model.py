@@ -6,11 +6,11 @@ null level becomes NaN), and either a LightGBM Booster or a baseline lookup tabl
 folder as ``model.txt`` (the Booster's text format) plus ``tabular_model.json``; nothing is
 pickled.
 
-Three ways to predict, from the slowest to the fastest:
+Two ways to predict:
 
 - :meth:`TabularModel.predict` takes a polars or pandas frame (batch inference, MLflow pyfunc);
 - :meth:`TabularModel.encode_rows` + :meth:`TabularModel.predict_matrix` serve single requests
-  without pandas on the path (about 30 us per row for a LightGBM model on one thread).
+  without pandas on the path (30-50 us per row for a LightGBM model on one thread).
 
 ``PyfuncTabularModel`` wraps a saved folder for MLflow so ``mlflow.pyfunc.load_model`` and
 ``mlflow models serve`` work. It is built on first access so that importing this module does not
@@ -49,7 +49,7 @@ class ModelInputError(ValueError):
     """Input rows do not match the model's features; the message names the column."""
 
 
-@dataclass
+@dataclass(eq=False)
 class TabularModel:
     """A fitted model with its feature order and categorical encodings.
 
@@ -309,7 +309,7 @@ def _encode_pandas(
 
 
 def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _as_level(value: Any) -> str:
