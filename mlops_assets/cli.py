@@ -93,6 +93,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _print_leaderboard(wh, schema: str, metric: str) -> None:
+    if not wh.table_exists("champion"):
+        print("  no champion yet: not enough labeled days for a training window")
+        return
     board = wh.query(
         f'SELECT * FROM "{schema}"."champion" WHERE training_date = '
         f'(SELECT max(training_date) FROM "{schema}"."champion") ORDER BY {metric}'

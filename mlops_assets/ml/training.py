@@ -46,14 +46,6 @@ class Windows:
     holdout_start: date
     holdout_end: date
 
-    @property
-    def first_day(self) -> date:
-        return self.train_start
-
-    @property
-    def last_day(self) -> date:
-        return self.holdout_end
-
     def as_dict(self) -> dict[str, str]:
         """ISO strings, for MLflow params/tags and Dagster metadata."""
         return {
@@ -80,11 +72,6 @@ def training_windows(spec: DatasetSpec, training_date: date) -> Windows:
     train_end = holdout_start - timedelta(days=1)
     train_start = train_end - timedelta(days=tr.train_days - 1)
     return Windows(train_start, train_end, holdout_start, holdout_end)
-
-
-def window_days(start: date, end: date) -> list[date]:
-    """Every day from ``start`` to ``end`` inclusive."""
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def split_windows(
