@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from mlops_assets import defs as defs_package
 from mlops_assets.defs.common import project
-from mlops_assets.defs.resources import MlflowResource, WarehouseResource
+from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 from mlops_assets.storage.io_manager import DuckDBPolarsIOManager
 
+WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK"
 DAILY_JOB = "daily_refresh"
 TRAINING_JOB = "train_and_deploy"
 SCORING_JOB = "daily_scoring"
@@ -27,6 +30,12 @@ def build_definitions() -> dg.Definitions:
         resources={
             "io_manager": DuckDBPolarsIOManager(database=database, schema_name=settings.schema),
             "warehouse": WarehouseResource(database=database, schema_name=settings.schema),
+            "alerts": AlertSinkResource(
+                env=settings.env,
+                path=str(settings.alerts_path),
+                webhook_url=dg.EnvVar(WEBHOOK_VAR) if os.environ.get(WEBHOOK_VAR) else None,
+                webhook_format=os.environ.get("MLOPS_ALERT_WEBHOOK_FORMAT", "slack"),
+            ),
             "mlflow": MlflowResource(
                 tracking_uri=settings.mlflow_tracking_uri,
                 artifacts_dir=str(settings.mlflow_artifacts_dir),

@@ -7,10 +7,12 @@ and it opens one MLflow run per Dagster run where we need a run per candidate an
 mlflow itself is imported only inside `mlops_assets.ml.registry` functions, when a step uses it.
 """
 
+from datetime import timedelta
 from functools import cache
 
 import dagster as dg
 
+from mlops_assets.storage.alerts import Alert, AlertSink
 from mlops_assets.storage.warehouse import Warehouse
 
 
@@ -36,6 +38,52 @@ class MlflowResource(dg.ConfigurableResource):
     def experiment_id(self) -> str:
         """Point MLflow at this store (once per process) and return the experiment id."""
         return _configure(self.tracking_uri, self.artifacts_dir, self.experiment)
+
+
+class AlertSinkResource(dg.ConfigurableResource):
+    """Where alerts go: the environment's alert log, plus a webhook when MLOPS_ALERT_WEBHOOK is
+    set (passed as an EnvVar, so the URL never shows in the UI)."""
+
+    env: str
+    path: str
+    webhook_url: str | None = None
+    webhook_format: str = "slack"
+    cooldown_minutes: float = 360.0
+    ui_base: str = "http://127.0.0.1:3000"
+
+    def sink(self) -> AlertSink:
+        return AlertSink(
+            self.path,
+            self.webhook_url,
+            self.webhook_format,
+            cooldown=timedelta(minutes=self.cooldown_minutes),
+        )
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_base.rstrip('/')}/runs/{run_id}" if run_id else ""
+
+    def send(
+        self,
+        kind: str,
+        asset: str,
+        cause: str,
+        message: str,
+        partition: str = "",
+        run_id: str = "",
+        details: dict | None = None,
+    ) -> bool:
+        alert = Alert(
+            env=self.env,
+            kind=kind,
+            asset=asset,
+            partition=partition,
+            cause=cause,
+            message=message,
+            run_id=run_id,
+            run_url=self.run_url(run_id),
+            details=details or {},
+        )
+        return self.sink().send(alert)
 
 
 @cache

@@ -1,0 +1,351 @@
+"""The online prediction endpoint: a FastAPI app that serves the champion on online-store features.
+
+Routes:
+
+- ``POST /predict``: predictions for serving keys (shapes in :mod:`mlops_assets.serving.protocol`);
+- ``GET /healthz``: the process is up (always 200 while it answers);
+- ``GET /readyz``: 200 when a champion and the online store are loaded, else 503 with the reasons;
+- ``GET /model``: the loaded champion (version, candidate, loaded_at), the online store (path, row
+  count, mtime, ...), the request log's counters and any load problem;
+- ``GET /openapi.json`` (and ``/docs``).
+
+The request path stays small: the body is read with a size cap before anything parses it, parsed
+with ``json`` and checked by hand, the features come from an in-memory dict of the online store,
+and the model predicts on a numpy matrix (no pandas, no pydantic). Each request reads the
+snapshot reference once, at its start (see :mod:`mlops_assets.serving.state` for switching).
+Every /predict answer, errors included, becomes one request log entry
+(:mod:`mlops_assets.storage.request_log`), flushed in the background and on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from mlops_assets.dataset import DatasetSpec
+from mlops_assets.environments import Settings
+from mlops_assets.ml.promotion import CHAMPION_ALIAS
+from mlops_assets.serving import protocol
+from mlops_assets.serving.protocol import (
+    BODY_TOO_LARGE,
+    INTERNAL_ERROR,
+    MALFORMED_JSON,
+    NO_CHAMPION,
+    NOT_READY,
+    FeatureSchema,
+    RequestError,
+)
+from mlops_assets.serving.state import Refresher, ServingState
+from mlops_assets.storage.request_log import RequestLog, utc_now
+
+logger = logging.getLogger(__name__)
+JSON = "application/json"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Limits and timers of the endpoint (``serve(**options)`` takes these names)."""
+
+    alias: str = CHAMPION_ALIAS
+    max_keys: int = 1000
+    max_body_bytes: int = 1 << 20
+    model_poll_seconds: float = 1.5
+    store_poll_seconds: float = 1.0
+    retry_seconds: float = 30.0
+    log_flush_seconds: float = 0.5
+    log_flush_entries: int = 1000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "alias" and not value > 0:
+                raise ValueError(f"serving option {f.name} must be > 0, got {value!r}")
+        if not self.alias:
+            raise ValueError("serving option alias must not be empty")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _json(payload: Any, status: int = 200, request_id: str | None = None) -> Response:
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    return Response(_dumps(payload), status_code=status, media_type=JSON, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 before it is parsed (and, with a Content-Length, before it is
+    read) when it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestError(MALFORMED_JSON, f"bad Content-Length {declared!r}") from None
+        if size > limit:
+            raise RequestError(
+                BODY_TOO_LARGE,
+                f"the body has {size} bytes; the limit is {limit} (max_body_bytes)",
+            )
+        return await request.body()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(
+                BODY_TOO_LARGE,
+                f"the body exceeds {limit} bytes (max_body_bytes); stopped reading",
+            )
+    return bytes(body)
+
+
+def create_app(
+    settings: Settings, spec: DatasetSpec, config: ServingConfig | None = None
+) -> FastAPI:
+    """The endpoint of one environment. Loading starts with the app's lifespan (startup)."""
+    config = config or ServingConfig()
+    schema = FeatureSchema.from_spec(spec)
+    state = ServingState()
+    request_log = RequestLog(
+        settings.request_log_dir,
+        flush_seconds=config.log_flush_seconds,
+        flush_entries=config.log_flush_entries,
+    )
+    refresher = Refresher(
+        state,
+        spec,
+        store_path=settings.online_store_path,
+        registry_db=settings.mlflow_db_path,
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.registered_model_name,
+        alias=config.alias,
+        model_poll_seconds=config.model_poll_seconds,
+        store_poll_seconds=config.store_poll_seconds,
+        retry_seconds=config.retry_seconds,
+    )
+    started_at = time.monotonic()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        request_log.start()
+        refresher.start()
+        logger.info(
+            "serving %s (%s) alias %r; online store %s; request log %s",
+            settings.registered_model_name,
+            settings.env,
+            config.alias,
+            settings.online_store_path,
+            settings.request_log_dir,
+        )
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(refresher.stop)
+            request_log.close()
+            logger.info("request log closed: %d entries written", request_log.written)
+
+    overridable = [c for c in spec.model_feature_columns if c not in spec.serving_keys]
+    app = FastAPI(
+        title="mlops_assets online prediction endpoint",
+        version="1",
+        description=(
+            f"Predicts **{spec.target}** ({spec.outcome_noun}) for each {spec.event_noun} with "
+            f"the `{config.alias}` model of `{settings.registered_model_name}`, on the latest "
+            f"features of the online store.\n\nServing key columns: "
+            f"{', '.join(spec.serving_keys)}. Overridable features: {', '.join(overridable)}."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.serving = state
+    app.state.request_log = request_log
+    app.state.config = config
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components["PredictBody"] = protocol.request_body_schema()
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        return _json({"error": code, "detail": detail}, exc.status_code)
+
+    @app.post(
+        "/predict",
+        summary="Predict for serving keys with the champion",
+        response_model=None,
+        responses=protocol.openapi_responses(),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/PredictBody"}}},
+            }
+        },
+    )
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        snapshot = state.snapshot
+        request_id = uuid.uuid4().hex
+        ts = utc_now()
+        keys: Any = None
+        overrides: Any = None
+        features: list[Any] | None = None
+        predictions: list[float] | None = None
+        version = snapshot.champion.version if snapshot.champion is not None else None
+        try:
+            payload = protocol.load_json(await _read_body(request, config.max_body_bytes))
+            if isinstance(payload, dict):
+                keys = payload.get("keys") if isinstance(payload.get("keys"), list) else None
+                overrides = payload.get("overrides")
+            parsed = protocol.parse_predict(payload, schema, config.max_keys)
+            champion = snapshot.champion
+            if champion is None:
+                raise RequestError(NO_CHAMPION, state.model_problem or "no champion is loaded")
+            store = snapshot.store
+            if store is None:
+                raise RequestError(NOT_READY, state.store_problem or "no online store is loaded")
+            rows = store.rows
+            found = [rows.get(key) for key in parsed.keys]
+            if None in found:
+                missing = [k for k, row in zip(parsed.keys, found, strict=True) if row is None]
+                raise protocol.missing_keys_error(missing, schema.serving_keys, len(found))
+            if parsed.overrides:
+                features = [protocol.feature_row(row, parsed.overrides) for row in found]
+            else:
+                features = found
+            model = champion.model
+            predictions = model.predict_matrix(model.encode_rows(features)).tolist()
+            status, error = 200, None
+            content = _dumps(
+                {
+                    "predictions": [
+                        {"key": key, "prediction": value}
+                        for key, value in zip(parsed.key_objects, predictions, strict=True)
+                    ],
+                    "model_version": version,
+                    "request_id": request_id,
+                }
+            )
+        except RequestError as exc:
+            status, error = exc.status, exc.code
+            content = _dumps(exc.body(request_id))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception as exc:  # never crash on input: answer 500 and log the request
+            logger.exception("request %s failed", request_id)
+            status, error = 500, INTERNAL_ERROR
+            content = _dumps(
+                RequestError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}").body(request_id)
+            )
+        request_log.append(
+            {
+                "ts": ts,
+                "request_id": request_id,
+                "status": status,
+                "error": error,
+                "keys": keys,
+                "overrides": overrides,
+                "features": features,
+                "predictions": predictions,
+                "model_version": version,
+                "latency_ms": round((time.perf_counter() - started) * 1000.0, 4),
+            }
+        )
+        return Response(
+            content, status_code=status, media_type=JSON, headers={REQUEST_ID_HEADER: request_id}
+        )
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> Response:
+        return _json(
+            {
+                "status": "ok",
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - started_at, 3),
+            }
+        )
+
+    @app.get(
+        "/readyz",
+        summary="200 when a champion and the online store are loaded, else 503 with the reason",
+        responses={503: {"model": protocol.ErrorResponse}},
+    )
+    async def readyz() -> Response:
+        reasons = state.not_ready_reasons()
+        if reasons:
+            return _json(
+                {"error": NOT_READY, "detail": "; ".join(reasons), "reasons": reasons}, 503
+            )
+        snapshot = state.snapshot
+        return _json(
+            {
+                "status": "ready",
+                "model_version": snapshot.champion.version,
+                "online_store_rows": snapshot.store.row_count,
+            }
+        )
+
+    @app.get("/model", summary="The loaded champion, the online store and the request log")
+    async def model_info() -> Response:
+        snapshot = state.snapshot
+        champion = snapshot.champion.describe() if snapshot.champion else {}
+        return _json(
+            {
+                "env": settings.env,
+                "model_name": settings.registered_model_name,
+                "alias": config.alias,
+                "version": champion.get("version"),
+                "candidate": champion.get("candidate"),
+                "kind": champion.get("kind"),
+                "loaded_at": champion.get("loaded_at"),
+                "feature_columns": champion.get("feature_columns"),
+                "model_problem": state.model_problem,
+                "model_checked_at": state.model_checked_at and state.model_checked_at.isoformat(),
+                "online_store": {
+                    **(snapshot.store.describe() if snapshot.store else {"path": None}),
+                    "watched_path": str(settings.online_store_path),
+                    "problem": state.store_problem,
+                    "checked_at": state.store_checked_at and state.store_checked_at.isoformat(),
+                },
+                "request_log": {
+                    "dir": str(request_log.log_dir),
+                    "written": request_log.written,
+                    "pending": request_log.pending,
+                    "dropped": request_log.dropped,
+                },
+                "ready": not state.not_ready_reasons(),
+            }
+        )
+
+    return app

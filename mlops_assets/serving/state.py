@@ -1,0 +1,357 @@
+"""What the endpoint serves with, and how it is switched without a restart.
+
+A :class:`Snapshot` pairs the champion model with the online store. The endpoint holds exactly
+one snapshot reference; a request reads it once when it starts and uses that pair to the end, so
+a switch never changes the model or the features under a request in flight.
+
+The :class:`Refresher` thread polls the registry alias (every ``model_poll_seconds``) and the
+online store file's (mtime, size, inode) (every ``store_poll_seconds``). On a change it loads the
+new model or store completely, checks it (a model must predict a store row; a store must have
+every serving key and model feature column, one row per key), and only then replaces the
+reference with a new snapshot. A load that fails keeps the previous pair and is reported in
+``/model`` and the log; a store file is retried once it changes again, a model version after
+``retry_seconds``. When the alias is removed, the champion is dropped (the endpoint answers 503):
+serving a model that is no longer promoted is worse than not serving.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mlops_assets.dataset import DatasetSpec
+from mlops_assets.ml.model import TabularModel
+
+logger = logging.getLogger(__name__)
+
+# (st_mtime_ns, st_size, st_ino) of the online store file.
+Signature = tuple[int, int, int]
+
+
+class StoreError(ValueError):
+    """The online store file cannot be served; the message names the problem."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def file_signature(path: str | Path) -> Signature | None:
+    """(mtime_ns, size, inode) of ``path``, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@dataclass(frozen=True)
+class OnlineStore:
+    """The online store in memory: key tuple (serving key order) -> model feature row."""
+
+    path: Path
+    signature: Signature
+    rows: dict[tuple[str, ...], dict[str, Any]]
+    loaded_at: datetime
+    features_through: date | None
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    @property
+    def mtime(self) -> datetime:
+        return datetime.fromtimestamp(self.signature[0] / 1e9, UTC)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "rows": self.row_count,
+            "mtime": self.mtime.isoformat(),
+            "size_bytes": self.signature[1],
+            "inode": self.signature[2],
+            "loaded_at": self.loaded_at.isoformat(),
+            "features_through": None
+            if self.features_through is None
+            else self.features_through.isoformat(),
+        }
+
+
+def load_online_store(path: str | Path, spec: DatasetSpec) -> OnlineStore:
+    """Read the store file once and index it; StoreError naming a missing column or a duplicate.
+
+    The signature is taken from the open file, so it belongs to exactly the content read even if
+    the file is replaced meanwhile.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read()
+    except FileNotFoundError:
+        raise StoreError(f"online store file {path} does not exist") from None
+    signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # polars raises several error types for a corrupt file
+        raise StoreError(f"online store file {path} is not readable Parquet: {exc}") from exc
+    keys = list(spec.serving_keys)
+    features = list(spec.model_feature_columns)
+    missing = [c for c in dict.fromkeys(keys + features) if c not in frame.columns]
+    if missing:
+        raise StoreError(f"online store file {path} lacks columns {missing}")
+    key_frame = frame.select(pl.col(k).cast(pl.String) for k in keys)
+    null_keys = key_frame.null_count().row(0)
+    if any(null_keys):
+        raise StoreError(f"online store file {path} has rows with a null serving key")
+    rows = dict(
+        zip(
+            key_frame.iter_rows(),
+            frame.select(features).to_dicts(),
+            strict=True,
+        )
+    )
+    if len(rows) != frame.height:
+        raise StoreError(
+            f"online store file {path} has {frame.height - len(rows)} duplicate serving keys"
+        )
+    through = None
+    if spec.date_column in frame.columns and frame.height:
+        through = frame[spec.date_column].max()
+        if isinstance(through, datetime):
+            through = through.date()
+    return OnlineStore(
+        path=path,
+        signature=signature,
+        rows=rows,
+        loaded_at=_now(),
+        features_through=through if isinstance(through, date) else None,
+    )
+
+
+@dataclass(frozen=True)
+class Champion:
+    model: TabularModel
+    version: str
+    loaded_at: datetime
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "candidate": self.model.candidate,
+            "kind": self.model.kind,
+            "loaded_at": self.loaded_at.isoformat(),
+            "feature_columns": list(self.model.feature_columns),
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The pair a request uses from start to end."""
+
+    champion: Champion | None = None
+    store: OnlineStore | None = None
+
+
+class ServingState:
+    """The one snapshot reference, plus why the endpoint is not ready (if it is not)."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+        self.model_problem: str | None = "loading: the champion alias was not checked yet"
+        self.store_problem: str | None = "loading: the online store was not read yet"
+        self.model_checked_at: datetime | None = None
+        self.store_checked_at: datetime | None = None
+
+    def not_ready_reasons(self) -> list[str]:
+        """Empty when a champion and the online store are loaded."""
+        snapshot = self.snapshot
+        reasons = []
+        if snapshot.champion is None:
+            reasons.append(self.model_problem or "no champion loaded")
+        if snapshot.store is None:
+            reasons.append(self.store_problem or "no online store loaded")
+        return reasons
+
+
+def _check_model(model: TabularModel, spec: DatasetSpec, store: OnlineStore | None) -> None:
+    unknown = [c for c in model.feature_columns if c not in spec.model_feature_columns]
+    if unknown:
+        raise StoreError(
+            f"the model needs features {unknown} that the online store of dataset "
+            f"{spec.name!r} does not hold"
+        )
+    if store is not None and store.rows:
+        row = next(iter(store.rows.values()))
+        value = float(model.predict_matrix(model.encode_rows([row]))[0])
+        if not math.isfinite(value):
+            raise StoreError(f"the model predicts {value} for an online store row")
+
+
+class Refresher:
+    """Background thread keeping the snapshot in line with the alias and the store file."""
+
+    def __init__(
+        self,
+        state: ServingState,
+        spec: DatasetSpec,
+        *,
+        store_path: Path,
+        registry_db: Path,
+        tracking_uri: str,
+        model_name: str,
+        alias: str,
+        model_poll_seconds: float = 1.5,
+        store_poll_seconds: float = 1.0,
+        retry_seconds: float = 30.0,
+    ):
+        self.state = state
+        self.spec = spec
+        self.store_path = Path(store_path)
+        self.registry_db = Path(registry_db)
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.alias = alias
+        self.model_poll_seconds = model_poll_seconds
+        self.store_poll_seconds = store_poll_seconds
+        self.retry_seconds = retry_seconds
+        self._failed_version: tuple[str, float] | None = None
+        self._failed_signature: Signature | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="serving-refresher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _use_registry(self) -> None:
+        # registry.load_model_version resolves ``models:/`` URIs through MLflow's process-wide
+        # registry URI (its tracking_uri argument does not reach that lookup). Without this, an
+        # unconfigured process would look in ./mlflow.db. Only reads follow: nothing is created.
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def _run(self) -> None:
+        self._use_registry()
+        next_store = next_model = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_store:
+                self.check_store()
+                next_store = time.monotonic() + self.store_poll_seconds
+            if now >= next_model:
+                self.check_model()
+                next_model = time.monotonic() + self.model_poll_seconds
+            self._stop.wait(max(0.0, min(next_store, next_model) - time.monotonic()))
+
+    # Store -------------------------------------------------------------------------------
+
+    def check_store(self) -> bool:
+        """Load the store file if it changed; True when the snapshot was replaced."""
+        state = self.state
+        state.store_checked_at = _now()
+        current = state.snapshot.store
+        signature = file_signature(self.store_path)
+        if signature is None:
+            state.store_problem = f"online store file {self.store_path} does not exist"
+            return False
+        if current is not None and signature == current.signature:
+            state.store_problem = None
+            return False
+        if signature == self._failed_signature:
+            return False
+        try:
+            store = load_online_store(self.store_path, self.spec)
+        except Exception as exc:  # a bad file must never stop the endpoint: keep the old one
+            self._failed_signature = signature
+            state.store_problem = f"cannot load the online store: {exc}"
+            logger.error("%s (keeping the previous store)", state.store_problem)
+            return False
+        self._failed_signature = None
+        state.snapshot = replace(state.snapshot, store=store)
+        state.store_problem = None
+        logger.info(
+            "online store loaded: %d keys, features through %s, from %s",
+            store.row_count,
+            store.features_through,
+            store.path,
+        )
+        return True
+
+    # Model -------------------------------------------------------------------------------
+
+    def _drop_champion(self, problem: str) -> bool:
+        state = self.state
+        state.model_problem = problem
+        if state.snapshot.champion is None:
+            return False
+        logger.warning("%s: dropping champion v%s", problem, state.snapshot.champion.version)
+        state.snapshot = replace(state.snapshot, champion=None)
+        return True
+
+    def check_model(self) -> bool:
+        """Load the alias's version if it moved; True when the snapshot was replaced."""
+        state = self.state
+        state.model_checked_at = _now()
+        if not self.registry_db.exists():
+            return self._drop_champion(
+                f"no champion: the model registry {self.registry_db} does not exist"
+            )
+        from mlops_assets.ml import registry
+
+        try:
+            version = registry.get_alias_version(self.model_name, self.alias, self.tracking_uri)
+        except Exception as exc:  # registry unreachable: keep serving what is loaded
+            state.model_problem = f"cannot read alias {self.alias!r} from the registry: {exc}"
+            logger.error(state.model_problem)
+            return False
+        if version is None:
+            return self._drop_champion(
+                f"no champion: registered model {self.model_name!r} has no alias {self.alias!r}"
+            )
+        current = state.snapshot.champion
+        if current is not None and current.version == version:
+            state.model_problem = None
+            return False
+        failed = self._failed_version
+        if failed and failed[0] == version and time.monotonic() - failed[1] < self.retry_seconds:
+            return False
+        try:
+            model = registry.load_model_version(self.model_name, version, self.tracking_uri)
+            _check_model(model, self.spec, state.snapshot.store)
+        except Exception as exc:  # a bad version must never stop the endpoint
+            self._failed_version = (version, time.monotonic())
+            state.model_problem = (
+                f"cannot load {self.model_name!r} v{version} (alias {self.alias!r}): {exc}"
+            )
+            logger.error("%s (keeping %s)", state.model_problem, current and f"v{current.version}")
+            return False
+        self._failed_version = None
+        state.snapshot = replace(
+            state.snapshot, champion=Champion(model=model, version=version, loaded_at=_now())
+        )
+        state.model_problem = None
+        logger.info(
+            "champion loaded: %s v%s (%s)", self.model_name, version, model.candidate or model.kind
+        )
+        return True
