@@ -13,6 +13,7 @@ from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, Wareh
 from mlops_assets.storage.io_manager import DuckDBPolarsIOManager
 
 WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK"
+AUTOMATION_SENSOR = "automation"
 DAILY_JOB = "daily_refresh"
 TRAINING_JOB = "train_and_deploy"
 SCORING_JOB = "daily_scoring"
@@ -62,6 +63,15 @@ def build_definitions() -> dg.Definitions:
                 partitions_def=p.training,
                 description="Train every candidate of a training date and pick the champion.",
             ),
+        ],
+        sensors=[
+            dg.AutomationConditionSensorDefinition(
+                AUTOMATION_SENSOR,
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=30,
+                description="Runs the pipeline by itself from the assets' automation conditions.",
+            )
         ],
         executor=dg.in_process_executor,
     )

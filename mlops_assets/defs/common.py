@@ -95,3 +95,33 @@ def rule_result(result, *, asset_key=None, check_name=None, sev=None) -> dg.Asse
         metadata=result.metadata(),
         **kwargs,
     )
+
+
+def eager_within(days: int) -> dg.AutomationCondition:
+    """Eager, but over the last ``days`` partitions rather than only the newest: a day whose
+    inputs arrive late (outcomes land days after it) is still picked up."""
+    condition = dg.AutomationCondition.eager()
+    if days > 1:
+        window = dg.AutomationCondition.in_latest_time_window(timedelta(days=days))
+        condition = condition.replace("in_latest_time_window", window)
+    return condition
+
+
+def when_landed(label_lag_days: int, lookback_days: int = 7) -> dg.AutomationCondition:
+    """Request a missing day once its outcomes have landed (``label_lag_days`` after it), within
+    the last ``lookback_days`` days; a failed attempt is not retried by itself."""
+    A = dg.AutomationCondition
+    condition = (
+        A.missing()
+        & A.in_latest_time_window(timedelta(days=label_lag_days + lookback_days))
+        & ~A.in_progress()
+        & ~A.execution_failed()
+    )
+    if label_lag_days > 1:
+        condition = condition & ~A.in_latest_time_window(timedelta(days=label_lag_days - 1))
+    return condition.with_label(f"missing and landed ({label_lag_days} days after the day)")
+
+
+def after_blocking_checks(condition: dg.AutomationCondition) -> dg.AutomationCondition:
+    """``condition``, and every upstream asset's blocking checks passed."""
+    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed()

@@ -132,9 +132,11 @@ def load_json(body: bytes) -> Any:
     if not body.strip():
         raise RequestError(MALFORMED_JSON, "the request body is empty; send a JSON object")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestError(MALFORMED_JSON, f"the body is not UTF-8 text: {exc}") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise RequestError(MALFORMED_JSON, f"the body is not valid JSON: {exc}") from exc
 

@@ -163,6 +163,7 @@ class Warehouse:
         end: date | None = None,
     ) -> pl.DataFrame:
         """Rows of a table, optionally ``start <= column < end``; empty if there is no table."""
+        validate_identifier(table, "table name")
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect() as con:

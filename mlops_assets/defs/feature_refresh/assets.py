@@ -11,6 +11,8 @@ from mlops_assets.defs.common import (
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Project,
+    after_blocking_checks,
+    eager_within,
     partition_days,
     project,
     table_metadata,
@@ -33,6 +35,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="outcome_stats",
         group_name="feature_refresh",
+        automation_condition=eager_within(spec.label_lag_days + 7),
         partitions_def=p.daily,
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
@@ -52,6 +55,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="features",
         group_name="feature_refresh",
+        automation_condition=eager_within(2),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=48), warn_window=timedelta(hours=30)
+        ),
         partitions_def=p.daily,
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
@@ -82,6 +89,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="labeled_examples",
         group_name="feature_refresh",
+        automation_condition=after_blocking_checks(eager_within(spec.label_lag_days + 7)),
         partitions_def=p.daily,
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
@@ -101,6 +109,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="online_features",
         group_name="feature_refresh",
+        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars", "parquet"},

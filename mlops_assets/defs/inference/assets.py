@@ -1,6 +1,6 @@
 """Inference: batch predictions of each day by the champion in force on that day."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -10,6 +10,8 @@ from mlops_assets.defs.common import (
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Project,
+    after_blocking_checks,
+    eager_within,
     partition_days,
     project,
     rule_result,
@@ -56,6 +58,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="predictions",
         group_name="inference",
+        automation_condition=after_blocking_checks(eager_within(7)),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=72), warn_window=timedelta(hours=48)
+        ),
         partitions_def=p.daily,
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,

@@ -27,6 +27,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="champion",
         group_name="model_deployment",
+        automation_condition=dg.AutomationCondition.eager(),
         partitions_def=p.training,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,

@@ -5,7 +5,14 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from mlops_assets.defs.common import CODE_VERSION, WAREHOUSE_POOL, Project, project, table_metadata
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    WAREHOUSE_POOL,
+    Project,
+    after_blocking_checks,
+    project,
+    table_metadata,
+)
 from mlops_assets.defs.model_training.assets import TRAINING_DATE
 from mlops_assets.defs.resources import MlflowResource, WarehouseResource
 
@@ -20,6 +27,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="drift_reference",
         group_name="model_monitoring",
+        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
         partitions_def=p.training,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,

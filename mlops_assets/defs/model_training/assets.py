@@ -8,7 +8,14 @@ import dagster as dg
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
-from mlops_assets.defs.common import CODE_VERSION, WAREHOUSE_POOL, Project, project, table_metadata
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    WAREHOUSE_POOL,
+    Project,
+    after_blocking_checks,
+    project,
+    table_metadata,
+)
 from mlops_assets.defs.resources import MlflowResource
 from mlops_assets.ml.candidates import CANDIDATES, Candidate
 
@@ -59,6 +66,7 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
     @dg.asset(
         name=candidate.asset_name,
         group_name="model_training",
+        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
         partitions_def=p.training,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,

@@ -11,6 +11,7 @@ from mlops_assets.defs.common import (
     partition_days,
     project,
     table_metadata,
+    when_landed,
 )
 from mlops_assets.ml.features import DataContractError, validate_events, validate_outcomes
 from mlops_assets.storage.sources import OutcomesNotLanded, read_events, read_outcomes
@@ -24,6 +25,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="raw_events",
         group_name="sources",
+        automation_condition=dg.AutomationCondition.eager(),
         partitions_def=p.daily,
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
@@ -52,6 +54,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="raw_outcomes",
         group_name="sources",
+        automation_condition=when_landed(spec.label_lag_days),
         partitions_def=p.daily,
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,

@@ -1,0 +1,533 @@
+"""Model monitoring as pure functions: Evidently drift of features and predictions, null shares,
+and the rules the drift checks report.
+
+Evidently (0.7, the ``from evidently import Report`` API) is imported only inside the functions
+that run it, because ``import evidently`` costs seconds that loading definitions should not pay.
+
+What Evidently does not see, this module reports itself:
+
+- Nulls (and NaN, +-inf in numeric columns) are dropped before a drift test, so a column that is
+  60 % null can show no drift at all: :func:`null_share_rule` checks null shares separately.
+- A column with no value on one side makes Evidently raise, so such a column is left out of the
+  report and listed with status ``empty``; the drift share counts only the columns it tested.
+
+Evidently picks a test per column from the reference size: up to 1,000 reference rows a p-value
+test (K-S for numeric, chi-square or Z for categorical; drift when the p-value is below the
+threshold, 0.05), above that a distance (normed Wasserstein for numeric, Jensen-Shannon for
+categorical; drift when the distance reaches the threshold, 0.1). The drift flag of each column
+is Evidently's own test result, so either direction is read correctly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mlops_assets.dataset import CATEGORICAL, NUMERIC
+from mlops_assets.ml.rules import RuleResult
+from mlops_assets.ml.training import sample_rows
+
+PREDICTION = "prediction"
+PREDICTION_KIND = "prediction"
+STATUS_OK = "ok"
+STATUS_DRIFT = "drift"
+STATUS_EMPTY = "empty"
+_VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
+_WORKSPACE_LOCK = ".mlops_assets.lock"
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """The drift verdict of one column. ``score`` is a p-value or a distance (see ``stattest``);
+    it and ``threshold`` are NaN for an ``empty`` column, which Evidently did not test."""
+
+    column: str
+    kind: str
+    stattest: str | None
+    score: float
+    threshold: float
+    drifted: bool
+    null_share_current: float
+    null_share_reference: float
+
+    @property
+    def status(self) -> str:
+        if self.stattest is None:
+            return STATUS_EMPTY
+        return STATUS_DRIFT if self.drifted else STATUS_OK
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "kind": self.kind,
+            "stattest": self.stattest,
+            "score": self.score,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+            "null_share_current": self.null_share_current,
+            "null_share_reference": self.null_share_reference,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One drift report: per-column verdicts, the prediction's, and the Evidently run.
+
+    ``snapshot`` is the Evidently ``Snapshot`` (alias ``Run``) to save with :func:`save_report`
+    and :func:`add_to_workspace`; it is None when no column could be tested at all.
+    """
+
+    columns: tuple[ColumnDrift, ...]
+    prediction: ColumnDrift | None
+    prediction_mean_current: float
+    prediction_std_current: float
+    prediction_mean_reference: float
+    prediction_std_reference: float
+    rows_current: int
+    rows_reference: int
+    sampled_current: int
+    sampled_reference: int
+    snapshot: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def tested_columns(self) -> tuple[str, ...]:
+        return tuple(c.column for c in self.columns if c.status != STATUS_EMPTY)
+
+    @property
+    def drifted_columns(self) -> tuple[str, ...]:
+        return tuple(c.column for c in self.columns if c.status == STATUS_DRIFT)
+
+    @property
+    def empty_columns(self) -> tuple[str, ...]:
+        return tuple(c.column for c in self.columns if c.status == STATUS_EMPTY)
+
+    @property
+    def n_drifted(self) -> int:
+        return len(self.drifted_columns)
+
+    @property
+    def drift_share(self) -> float:
+        """Share of the tested feature columns that drifted (0.0 when none could be tested)."""
+        tested = len(self.tested_columns)
+        return self.n_drifted / tested if tested else 0.0
+
+    @property
+    def prediction_drift(self) -> bool:
+        return self.prediction is not None and self.prediction.status == STATUS_DRIFT
+
+    @property
+    def prediction_score(self) -> float:
+        return self.prediction.score if self.prediction is not None else math.nan
+
+    def column(self, name: str) -> ColumnDrift:
+        for col in (*self.columns, *([self.prediction] if self.prediction else [])):
+            if col.column == name:
+                return col
+        raise KeyError(f"no drift result for column {name!r}")
+
+    def frame(self) -> pl.DataFrame:
+        """One row per feature column, then the prediction's (for a warehouse table)."""
+        rows = [c.as_row() for c in self.columns]
+        if self.prediction is not None:
+            rows.append(self.prediction.as_row())
+        return pl.DataFrame(
+            rows,
+            schema={
+                "column": pl.String,
+                "kind": pl.String,
+                "stattest": pl.String,
+                "score": pl.Float64,
+                "threshold": pl.Float64,
+                "drifted": pl.Boolean,
+                "null_share_current": pl.Float64,
+                "null_share_reference": pl.Float64,
+                "status": pl.String,
+            },
+        )
+
+    def metrics(self) -> dict[str, float | int | bool]:
+        """The numbers worth plotting, as plain floats and ints (asset metadata)."""
+        return {
+            "drift_share": round(self.drift_share, 4),
+            "drifted_columns": self.n_drifted,
+            "tested_columns": len(self.tested_columns),
+            "empty_columns": len(self.empty_columns),
+            "prediction_drift": self.prediction_drift,
+            "prediction_drift_score": _plain(self.prediction_score),
+            "prediction_mean_current": _plain(self.prediction_mean_current),
+            "prediction_mean_reference": _plain(self.prediction_mean_reference),
+            "prediction_std_current": _plain(self.prediction_std_current),
+            "prediction_std_reference": _plain(self.prediction_std_reference),
+            "rows_current": self.rows_current,
+            "rows_reference": self.rows_reference,
+        }
+
+    def summary_markdown(self) -> str:
+        """A headline and a table of per-column drift scores and null shares."""
+        tested = len(self.tested_columns)
+        empty = ", ".join(self.empty_columns)
+        empty = f"; empty, not tested: {empty}" if empty else ""
+        lines = [
+            f"**{self.n_drifted} of {tested} tested feature columns drifted** "
+            f"(share {self.drift_share:.2f}){empty}."
+        ]
+        if self.prediction is not None:
+            verdict = {STATUS_DRIFT: "drifted", STATUS_OK: "stable", STATUS_EMPTY: "empty"}
+            lines.append(
+                f"Prediction {verdict[self.prediction.status]}: mean "
+                f"{_fmt(self.prediction_mean_current)} vs {_fmt(self.prediction_mean_reference)} "
+                f"in the reference (std {_fmt(self.prediction_std_current)} vs "
+                f"{_fmt(self.prediction_std_reference)})."
+            )
+        lines += [
+            "",
+            "| column | kind | test | score | threshold | status | null share | "
+            "null share (reference) |",
+            "|---|---|---|---:|---:|---|---:|---:|",
+        ]
+        rows = [*self.columns, *([self.prediction] if self.prediction else [])]
+        for c in rows:
+            lines.append(
+                f"| {c.column} | {c.kind} | {c.stattest or '-'} | {_fmt(c.score)} | "
+                f"{_fmt(c.threshold)} | {c.status} | {c.null_share_current:.1%} | "
+                f"{c.null_share_reference:.1%} |"
+            )
+        return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
+def _plain(value: float) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def _missing(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """True where Evidently would drop the value: null, and NaN or +-inf in a float column."""
+    expr = pl.col(column).is_null()
+    if frame.schema[column].is_float():
+        expr = expr | ~pl.col(column).is_finite()
+    return expr
+
+
+def missing_shares(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, float]:
+    """Share of rows per column that a drift test cannot use (1.0 for an absent column or an
+    empty frame)."""
+    present = [c for c in columns if c in frame.columns]
+    shares = {c: 1.0 for c in columns}
+    if frame.height and present:
+        counts = frame.select(_missing(frame, c).sum().alias(c) for c in present).row(0)
+        shares.update({c: n / frame.height for c, n in zip(present, counts, strict=True)})
+    return shares
+
+
+def _usable(frame: pl.DataFrame, column: str) -> bool:
+    if column not in frame.columns or frame.height == 0:
+        return False
+    return bool(frame.select((~_missing(frame, column)).any()).item())
+
+
+def _prediction_stats(frame: pl.DataFrame, column: str | None) -> tuple[float, float]:
+    if column is None or column not in frame.columns:
+        return math.nan, math.nan
+    values = frame.select(pl.col(column).cast(pl.Float64)).to_series()
+    values = values.filter(values.is_finite())
+    if values.is_empty():
+        return math.nan, math.nan
+    std = values.std()
+    return float(values.mean()), float(std) if std is not None else math.nan
+
+
+def _as_pandas(frame: pl.DataFrame, numeric: list[str], categorical: list[str]) -> Any:
+    """The columns Evidently tests, typed as declared: numeric as float, categorical as text."""
+    return frame.select(
+        *[pl.col(c).cast(pl.Float64) for c in numeric],
+        *[pl.col(c).cast(pl.String) for c in categorical],
+    ).to_pandas()
+
+
+def drift_report(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    prediction: str | None = PREDICTION,
+    max_reference_rows: int = 5000,
+    max_current_rows: int = 20000,
+    seed: int = 0,
+    *,
+    prediction_method: str | None = None,
+    prediction_threshold: float | None = None,
+    timestamp: datetime | None = None,
+    name: str | None = None,
+) -> DriftResult:
+    """Evidently data drift of ``current`` against ``reference`` on the given feature columns
+    and the ``prediction`` column (None: no prediction drift).
+
+    Both sides are sampled deterministically (row-content hash with ``seed``) down to the caps.
+    Column types are declared, never inferred. A column with no usable value on either side is
+    reported ``empty`` and not passed to Evidently. ``prediction_method`` and
+    ``prediction_threshold`` override Evidently's automatic test for the prediction column (e.g.
+    ``"ks"`` with a p-value threshold); ``timestamp`` and ``name`` label the Evidently run (a
+    daily partition passes its day, so the workspace history is in day order).
+    """
+    both = sorted(set(numeric) & set(categorical))
+    if both:
+        raise ValueError(f"columns listed as both numeric and categorical: {both}")
+    features = list(dict.fromkeys(c for c in [*numeric, *categorical] if c != prediction))
+    kinds = {c: NUMERIC for c in numeric} | {c: CATEGORICAL for c in categorical}
+    monitored = features + ([prediction] if prediction else [])
+    kinds.update({prediction: NUMERIC} if prediction else {})
+
+    null_cur = missing_shares(current, monitored)
+    null_ref = missing_shares(reference, monitored)
+    keep_cur = [c for c in monitored if c in current.columns]
+    keep_ref = [c for c in monitored if c in reference.columns]
+    cur = sample_rows(current.select(keep_cur), max_current_rows, seed)
+    ref = sample_rows(reference.select(keep_ref), max_reference_rows, seed)
+    tested = [c for c in monitored if _usable(cur, c) and _usable(ref, c)]
+
+    results: dict[str, tuple[str, float, float, bool]] = {}
+    snapshot = None
+    if tested:
+        snapshot = _run_evidently(
+            ref,
+            cur,
+            [c for c in tested if kinds[c] == NUMERIC],
+            [c for c in tested if kinds[c] == CATEGORICAL],
+            prediction if prediction in tested else None,
+            prediction_method,
+            prediction_threshold,
+            timestamp,
+            name,
+        )
+        results = _column_results(snapshot)
+        missing = sorted(set(tested) - set(results))
+        if missing:
+            raise RuntimeError(f"Evidently returned no drift result for columns {missing}")
+
+    def verdict(column: str, kind: str) -> ColumnDrift:
+        method, score, threshold, drifted = results.get(column, (None, math.nan, math.nan, False))
+        return ColumnDrift(
+            column=column,
+            kind=kind,
+            stattest=method,
+            score=score,
+            threshold=threshold,
+            drifted=drifted,
+            null_share_current=null_cur[column],
+            null_share_reference=null_ref[column],
+        )
+
+    mean_cur, std_cur = _prediction_stats(current, prediction)
+    mean_ref, std_ref = _prediction_stats(reference, prediction)
+    return DriftResult(
+        columns=tuple(verdict(c, kinds[c]) for c in features),
+        prediction=verdict(prediction, PREDICTION_KIND) if prediction else None,
+        prediction_mean_current=mean_cur,
+        prediction_std_current=std_cur,
+        prediction_mean_reference=mean_ref,
+        prediction_std_reference=std_ref,
+        rows_current=current.height,
+        rows_reference=reference.height,
+        sampled_current=cur.height,
+        sampled_reference=ref.height,
+        snapshot=snapshot,
+    )
+
+
+def _run_evidently(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    prediction: str | None,
+    prediction_method: str | None,
+    prediction_threshold: float | None,
+    timestamp: datetime | None,
+    name: str | None,
+) -> Any:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    features = [c for c in numeric + categorical if c != prediction]
+    items: list[Any] = []
+    if features:
+        items.append(DataDriftPreset(columns=features))
+    if prediction:
+        items.append(
+            ValueDrift(column=prediction, method=prediction_method, threshold=prediction_threshold)
+        )
+    report = Report(items, include_tests=True)
+    return report.run(
+        Dataset.from_pandas(_as_pandas(current, numeric, categorical), data_definition=definition),
+        Dataset.from_pandas(
+            _as_pandas(reference, numeric, categorical), data_definition=definition
+        ),
+        timestamp=timestamp,
+        name=name,
+    )
+
+
+def _column_results(snapshot: Any) -> dict[str, tuple[str, float, float, bool]]:
+    """Per column: (test name, score, threshold, drifted) from the ValueDrift metrics of a run.
+
+    A ValueDrift metric's value is the score; its config holds the column, the test Evidently
+    resolved and its threshold; its test (``include_tests=True``) says whether it drifted.
+    """
+    exported = snapshot.dict()
+    failed = {
+        t["metric_config"]["metric_id"]: t["status"] == "FAIL"
+        for t in exported["tests"]
+        if t["metric_config"]["params"].get("type") == _VALUE_DRIFT
+    }
+    results = {}
+    for metric in exported["metrics"]:
+        config = metric["config"]
+        if config.get("type") != _VALUE_DRIFT:
+            continue
+        if metric["id"] not in failed:
+            raise RuntimeError(f"Evidently ran no drift test for column {config['column']!r}")
+        results[config["column"]] = (
+            str(config["method"]),
+            float(metric["value"]),
+            float(config["threshold"]),
+            failed[metric["id"]],
+        )
+    return results
+
+
+def _require_snapshot(result: DriftResult) -> Any:
+    if result.snapshot is None:
+        raise ValueError(
+            "this drift result has no Evidently run: no column had values on both sides "
+            f"(empty: {', '.join(result.empty_columns) or 'none'})"
+        )
+    return result.snapshot
+
+
+def save_report(result: DriftResult, html_path: str | Path) -> Path:
+    """Write the Evidently HTML report (megabytes: link it, never inline it) and return its path.
+
+    The file is written aside and renamed, so a crash leaves the previous report intact.
+    """
+    snapshot = _require_snapshot(result)
+    path = Path(html_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        snapshot.save_html(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_name: str) -> str:
+    """Add the run to the local Evidently workspace at ``workspace_dir`` (created if needed),
+    in the project named ``project_name`` (created on first use); return the run's id.
+
+    ``evidently ui --workspace <workspace_dir>`` then lists every run of the project. A file lock
+    keeps two processes from each creating the project.
+    """
+    snapshot = _require_snapshot(result)
+    from evidently.ui.workspace import Workspace
+
+    root = Path(workspace_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / _WORKSPACE_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        workspace = Workspace.create(str(root))
+        found = workspace.search_project(project_name)
+        project = found[0] if found else workspace.create_project(project_name)
+        ref = workspace.add_run(project.id, snapshot, include_data=False)
+    return str(ref.id)
+
+
+def null_share_rule(current: pl.DataFrame, columns: list[str], max_share: float) -> RuleResult:
+    """Every column's null share (null, NaN or +-inf; an absent column counts as all null) is at
+    most ``max_share``."""
+    shares = missing_shares(current, columns)
+    worst = max(shares, key=shares.__getitem__) if shares else None
+    over = sorted(c for c, s in shares.items() if s > max_share)
+    return RuleResult(
+        not over,
+        round(shares[worst], 4) if worst else 0.0,
+        max_share,
+        {
+            "rows": current.height,
+            "columns_checked": len(columns),
+            "worst_column": worst or "none",
+            "worst_column_nulls": round(shares[worst] * current.height) if worst else 0,
+            "columns_over": ", ".join(over) or "none",
+            "n_columns_over": len(over),
+        },
+    )
+
+
+def drift_share_rule(result: DriftResult, max_share: float) -> RuleResult:
+    """At most ``max_share`` of the tested feature columns drifted; fails when none could be
+    tested (every column empty), since then nothing was checked."""
+    tested = len(result.tested_columns)
+    return RuleResult(
+        tested > 0 and result.drift_share <= max_share,
+        round(result.drift_share, 4),
+        max_share,
+        {
+            "drifted": result.n_drifted,
+            "tested": tested,
+            "empty": len(result.empty_columns),
+            "drifted_columns": ", ".join(result.drifted_columns) or "none",
+            "empty_columns": ", ".join(result.empty_columns) or "none",
+        },
+    )
+
+
+def prediction_drift_rule(result: DriftResult) -> RuleResult:
+    """The prediction's distribution did not drift (by Evidently's test and threshold). Fails
+    when there are no predictions to test."""
+    pred = result.prediction
+    if pred is None or pred.status == STATUS_EMPTY:
+        return RuleResult(
+            False,
+            "no predictions to test",
+            "predictions on both sides",
+            {"rows_current": result.rows_current, "rows_reference": result.rows_reference},
+        )
+    return RuleResult(
+        not pred.drifted,
+        round(pred.score, 6),
+        pred.threshold,
+        {
+            "test": pred.stattest or "none",
+            "drifted": pred.drifted,
+            "mean_current": _plain(result.prediction_mean_current),
+            "mean_reference": _plain(result.prediction_mean_reference),
+            "std_current": _plain(result.prediction_std_current),
+            "std_reference": _plain(result.prediction_std_reference),
+            "rows_current": result.sampled_current,
+            "rows_reference": result.sampled_reference,
+        },
+    )
+
+
+def persistent(drift_flags: list[bool], n: int, m: int) -> bool:
+    """Drift on at least ``n`` of the last ``m`` days (flags in day order, oldest first)."""
+    if not 1 <= n <= m:
+        raise ValueError(f"need 1 <= n <= m, got n={n}, m={m}")
+    return sum(bool(f) for f in drift_flags[-m:]) >= n
