@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev ui-readonly bench clean-data
+.PHONY: demo test lint dev ui-readonly bench clean-data system-deps
+
+# The read-only product-manager UI: the prod environment's webserver, no launches or toggles.
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3001
+PROD_HOME ?= $(CURDIR)/data/prod/dagster_home
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -20,7 +25,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check mlops_assets mlops_assets_tests
 	$(BIN)/ruff format --check mlops_assets mlops_assets_tests
 
-test: $(STAMP) lint
+# The deploy tests start a private PostgreSQL server; install its binaries only if none exist.
+system-deps:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		echo "system-deps: PostgreSQL server found: $$(ls /usr/lib/postgresql/*/bin/postgres | tail -n 1)"; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "system-deps: no PostgreSQL server; running: $$sudo apt-get update && $$sudo apt-get install -y postgresql"; \
+		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y postgresql; \
+	fi
+
+test: $(STAMP) system-deps lint
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest
 
@@ -28,6 +43,11 @@ dev: $(STAMP)
 	mkdir -p data/$${MLOPS_ENV:-dev}/dagster_home
 	cp dagster.yaml data/$${MLOPS_ENV:-dev}/dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/data/$${MLOPS_ENV:-dev}/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+ui-readonly: $(STAMP)
+	mkdir -p $(PROD_HOME)
+	cp dagster.yaml $(PROD_HOME)/dagster.yaml
+	MLOPS_ENV=prod DAGSTER_HOME=$(PROD_HOME) $(BIN)/dagster-webserver -w workspace.yaml --read-only -h $(UI_HOST) -p $(UI_PORT)
 
 bench: $(STAMP)
 	$(BIN)/mlops-assets bench --out bench-results/latest.json

@@ -92,6 +92,38 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlops_assets.environments import load_settings
+    from mlops_assets.ml import release
+    from mlops_assets.ml.promotion import PromotionError
+
+    if (args.source, args.target) != ("staging", "prod"):
+        print("error: promotion goes from staging to prod only", file=sys.stderr)
+        return 2
+    source, target = load_settings(args.source), load_settings(args.target)
+    try:
+        plan = release.plan(source, target, args.approved_by, args.reason)
+    except PromotionError as exc:
+        print(f"error: promotion refused: {exc}", file=sys.stderr)
+        return 2
+    checks = ", ".join(f"{name} {'passed' if ok else 'FAILED'}" for name, ok in plan.checks.items())
+    print(
+        f"{'would promote' if args.dry_run else 'promoting'} {plan.source_model} "
+        f"v{plan.source_version} ({source.env}) into {plan.target_model} ({target.env}), "
+        f"aliases {', '.join(plan.aliases)}; approved by {plan.approved_by}; checks: {checks}"
+    )
+    if args.dry_run:
+        print("dry run: nothing copied, no alias moved, nothing logged")
+        return 0
+    version = release.execute(plan, source, target)
+    release.record(plan, target, version)
+    print(
+        f"promoted: {plan.target_model} v{version} now holds {', '.join(plan.aliases)}; "
+        f"logged in {release.promotion_log_path(target)}"
+    )
+    return 0
+
+
 def _print_leaderboard(wh, schema: str, metric: str) -> None:
     if not wh.table_exists("champion"):
         print("  no champion yet: not enough labeled days for a training window")
@@ -132,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument("--env", choices=("dev", "staging", "prod"), help="environment")
     rollback.set_defaults(func=cmd_rollback)
+    promote = sub.add_parser(
+        "promote", help="copy the staging champion into prod (needs passing checks and approver)"
+    )
+    promote.add_argument("--from", dest="source", default="staging", help="source environment")
+    promote.add_argument("--to", dest="target", default="prod", help="target environment")
+    promote.add_argument("--approved-by", help="who approves this promotion (required)")
+    promote.add_argument("--reason", default="scheduled release", help="why, for the log")
+    promote.add_argument("--dry-run", action="store_true", help="show what would happen")
+    promote.set_defaults(func=cmd_promote)
     return parser
 
 

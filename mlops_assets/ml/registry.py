@@ -202,7 +202,8 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _signature(model: TabularModel) -> Any:
+def model_signature(model: TabularModel) -> Any:
+    """The MLflow signature of a model's input: categoricals as strings, the rest doubles."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
@@ -355,7 +356,7 @@ def log_candidate(
                     python_model=PyfuncTabularModel(),
                     artifacts={PYFUNC_ARTIFACT: str(model_dir)},
                     pip_requirements=pip_requirements(),
-                    signature=_signature(result.model),
+                    signature=model_signature(result.model),
                     input_example=result.input_sample.head(5).to_pandas(),
                 )
             version_tags = {
@@ -440,9 +441,12 @@ def load_model_version(name: str, version: str, tracking_uri: str | None = None)
     import mlflow.artifacts
 
     _model_version(name, version, tracking_uri)
+    # Resolve through this registry's client: a models:/ URI would go through the process-wide
+    # registry URI, which may point at another environment's store.
+    source = _client(tracking_uri).get_model_version_download_uri(name, str(version))
     with tempfile.TemporaryDirectory(prefix="mlops_load_") as tmp:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
+            artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri
         )
         return TabularModel.load(Path(local) / "artifacts" / PYFUNC_ARTIFACT)
 

@@ -49,7 +49,7 @@ POLL_ARGS = ("--model-poll-seconds", "0.25", "--store-poll-seconds", "0.2")
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at the end."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -83,7 +83,9 @@ class World:
         """The store rows of ``keys``, in that order."""
         frame = self.store if frame is None else frame
         wanted = pl.DataFrame(keys, schema=dict.fromkeys(self.spec.serving_keys, pl.String))
-        return wanted.join(frame, on=list(self.spec.serving_keys), how="left", maintain_order="left")
+        return wanted.join(
+            frame, on=list(self.spec.serving_keys), how="left", maintain_order="left"
+        )
 
 
 def build_world(data_dir: Path) -> World:
@@ -186,7 +188,9 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-            raise AssertionError(f"the endpoint ignored SIGINT for {timeout} s:\n{self.output()}")
+            raise AssertionError(
+                f"the endpoint ignored SIGINT for {timeout} s:\n{self.output()}"
+            ) from None
 
 
 @contextmanager

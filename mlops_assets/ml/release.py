@@ -1,0 +1,208 @@
+"""Promotion across environments: copy the staging champion into the prod registry.
+
+Prod is promoted into only here. The copy carries the artifact, parameters, metrics, model card and
+lineage tags back to the staging run; it needs the staging champion's blocking checks to have
+passed and a named approver, and it refuses a version that is already in prod. Every promotion
+is appended to prod's promotion log.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlops_assets.environments import Settings
+from mlops_assets.ml.promotion import CHAMPION_ALIAS, HISTORY_TABLE, PromotionError
+
+EXPERIMENT = "mlops_assets"
+SOURCE_VERSION_TAG = "source_version"
+SOURCE_ENV_TAG = "source_env"
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    source_env: str
+    target_env: str
+    source_model: str
+    source_version: str
+    source_run_id: str
+    target_model: str
+    aliases: tuple[str, ...]
+    approved_by: str
+    reason: str
+    checks: dict[str, bool]
+
+
+def champion_checks(settings: Settings, version: str) -> dict[str, bool]:
+    """Results of the champion asset's checks in the run that made ``version`` champion."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType
+
+    from mlops_assets.storage.warehouse import Warehouse
+
+    history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
+    if history.is_empty():
+        raise PromotionError(f"{settings.env} has no champion history: cannot verify its checks")
+    made = history.filter(
+        (history["to_version"] == version) & history["action"].is_in(["promote", "first"])
+    ).sort("decided_at")
+    if made.is_empty():
+        raise PromotionError(
+            f"{settings.env} champion v{version} was not promoted by the champion step "
+            "(no promote/first row in its history): cannot verify its checks"
+        )
+    run_id = made["dagster_run_id"][-1]
+    home = settings.dagster_home
+    if not (home / "dagster.yaml").exists():
+        raise PromotionError(f"{settings.env} Dagster instance not found at {home}")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    checks = {}
+    for record in records:
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.asset_key == dg.AssetKey("champion"):
+            checks[evaluation.check_name] = bool(evaluation.passed)
+    if not checks:
+        raise PromotionError(f"run {run_id} in {settings.env} reported no champion checks")
+    return checks
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def plan(source: Settings, target: Settings, approved_by: str | None, reason: str) -> ReleasePlan:
+    """Everything promotion will do, or PromotionError naming why it refuses."""
+    from mlops_assets.ml import registry
+
+    if not approved_by or not approved_by.strip():
+        raise PromotionError("promotion to prod needs a named approver (--approved-by NAME)")
+    if not source.mlflow_db_path.exists():
+        raise PromotionError(f"{source.env} has no model registry at {source.mlflow_db_path}")
+    name = source.registered_model_name
+    version = registry.get_alias_version(name, CHAMPION_ALIAS, source.mlflow_tracking_uri)
+    if version is None:
+        raise PromotionError(f"{source.env} has no champion to promote")
+    checks = champion_checks(source, version)
+    failed = sorted(c for c, ok in checks.items() if not ok)
+    if failed:
+        raise PromotionError(
+            f"{source.env} champion v{version} did not pass its blocking checks: "
+            + ", ".join(failed)
+        )
+    source_run = registry.version_run_id(name, version, source.mlflow_tracking_uri)
+    if target.mlflow_db_path.exists():
+        existing = _client(target.mlflow_tracking_uri).search_model_versions(
+            f"name = '{target.registered_model_name}'"
+        )
+        for mv in existing:
+            tags = mv.tags or {}
+            if tags.get(SOURCE_ENV_TAG) == source.env and tags.get(SOURCE_VERSION_TAG) == version:
+                raise PromotionError(
+                    f"{source.env} v{version} is already in {target.env} as "
+                    f"{target.registered_model_name} v{mv.version}"
+                )
+    return ReleasePlan(
+        source_env=source.env,
+        target_env=target.env,
+        source_model=name,
+        source_version=version,
+        source_run_id=source_run or "",
+        target_model=target.registered_model_name,
+        aliases=(CHAMPION_ALIAS, target.stage_alias),
+        approved_by=approved_by.strip(),
+        reason=reason,
+        checks=checks,
+    )
+
+
+def execute(p: ReleasePlan, source: Settings, target: Settings) -> str:
+    """Copy the version into the target registry, move its aliases, log the promotion."""
+    import mlflow
+
+    from mlops_assets.ml import registry
+    from mlops_assets.ml.model import PYFUNC_ARTIFACT, PyfuncTabularModel
+
+    model = registry.load_model_version(
+        p.source_model, p.source_version, source.mlflow_tracking_uri
+    )
+    src = _client(source.mlflow_tracking_uri)
+    src_version = src.get_model_version(p.source_model, p.source_version)
+    src_run = src.get_run(p.source_run_id) if p.source_run_id else None
+    target.ensure_dirs()
+    experiment_id = registry.configure(
+        target.mlflow_tracking_uri, target.mlflow_artifacts_dir, EXPERIMENT
+    )
+    lineage = {
+        SOURCE_ENV_TAG: p.source_env,
+        SOURCE_VERSION_TAG: p.source_version,
+        "source_model": p.source_model,
+        "source_run_id": p.source_run_id,
+        "source_tracking_uri": source.mlflow_tracking_uri,
+        "approved_by": p.approved_by,
+        "candidate": dict(src_version.tags or {}).get("candidate", model.candidate),
+    }
+    with tempfile.TemporaryDirectory(prefix="mlops_release_") as tmp:
+        model_dir = model.save(Path(tmp) / PYFUNC_ARTIFACT)
+        plots = Path(tmp) / "plots"
+        if src_run is not None:
+            mlflow.artifacts.download_artifacts(
+                run_id=p.source_run_id,
+                artifact_path="plots",
+                dst_path=tmp,
+                tracking_uri=source.mlflow_tracking_uri,
+            )
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"promotion {p.source_env} v{p.source_version}",
+            tags={**lineage, "role": "model"},
+        ):
+            if src_run is not None:
+                mlflow.log_params(src_run.data.params)
+                mlflow.log_metrics(src_run.data.metrics)
+            if plots.exists():
+                mlflow.log_artifacts(str(plots), "plots")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=PyfuncTabularModel(),
+                artifacts={PYFUNC_ARTIFACT: str(model_dir)},
+                pip_requirements=registry.pip_requirements(),
+                signature=registry.model_signature(model),
+            )
+        tags = {**dict(src_version.tags or {}), **lineage}
+        registered = mlflow.register_model(info.model_uri, p.target_model, tags=tags)
+    version = str(registered.version)
+    description = (src_version.description or "") + (
+        f"\n\nPromoted from {p.source_env} v{p.source_version} by {p.approved_by}: {p.reason}"
+    )
+    registry.set_version_description(
+        p.target_model, version, description, target.mlflow_tracking_uri
+    )
+    registry.set_aliases(p.target_model, version, p.aliases, target.mlflow_tracking_uri)
+    return version
+
+
+def promotion_log_path(target: Settings) -> Path:
+    return target.env_dir / "promotions.jsonl"
+
+
+def record(p: ReleasePlan, target: Settings, version: str, now: datetime | None = None) -> dict:
+    entry: dict[str, Any] = {
+        "ts": (now or datetime.now(UTC)).isoformat(),
+        "who": p.approved_by,
+        "what": f"{p.source_model} v{p.source_version} -> {p.target_model} v{version}",
+        "why": p.reason,
+        **asdict(p),
+        "target_version": version,
+    }
+    path = promotion_log_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry, default=str) + "\n")
+    return entry

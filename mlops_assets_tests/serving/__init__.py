@@ -1,0 +1,1 @@
+"""Tests of the online prediction endpoint (mlops_assets.serving) and its request log."""
