@@ -23,6 +23,7 @@ OWNERS = ["team:ml-engineering"]
 ONE_PER_ROW = "predictions_one_per_feature_row"
 FINITE = "predictions_finite"
 IN_RANGE = "predictions_in_plausible_range"
+LOG_COMPLETE = "serving_log_matches_log_files"
 
 
 def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
@@ -125,7 +126,56 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         yield rule_result(inference.all_finite(frame), check_name=FINITE)
         yield rule_result(inference.within_range(frame, upper), check_name=IN_RANGE)
 
-    return [predictions]
+    @dg.asset(
+        name="serving_log",
+        group_name="inference",
+        partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        automation_condition=dg.AutomationCondition.eager(),
+        metadata=table_metadata("day"),
+        check_specs=[
+            dg.AssetCheckSpec(
+                LOG_COMPLETE,
+                asset="serving_log",
+                description="The warehouse holds exactly as many requests as the day's log files.",
+            )
+        ],
+        description=p.words(
+            "Every request the online endpoint answered that day: the keys asked for, the "
+            "features used, the predicted {outcome}, the model version and the latency. "
+            "Ingested from the endpoint's own log files the day after."
+        ),
+    )
+    def serving_log(context: dg.AssetExecutionContext):
+        from mlops_assets.storage import request_log
+
+        log_dir = p.settings.request_log_dir
+        days = partition_days(context)
+        frame = pl.concat(
+            [request_log.read_day(log_dir, day) for day in days], how="vertical_relaxed"
+        )
+        in_files = sum(request_log.count_day(log_dir, day) for day in days)
+        errors = frame.filter(pl.col("status") >= 400).height if frame.height else 0
+        yield dg.Output(
+            frame,
+            metadata={
+                "requests": frame.height,
+                "error_rate": errors / frame.height if frame.height else 0.0,
+                "latency_p50_ms": float(frame["latency_ms"].quantile(0.5) or 0.0),
+                "latency_p99_ms": float(frame["latency_ms"].quantile(0.99) or 0.0),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=LOG_COMPLETE,
+            passed=frame.height == in_files,
+            metadata={"observed": frame.height, "threshold": in_files, "log_dir": str(log_dir)},
+        )
+
+    return [predictions, serving_log]
 
 
 @dg.definitions
