@@ -21,6 +21,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ensure_instance,
         first_champion_day,
         run_days,
+        run_metrics,
         run_scoring,
         run_training,
         training_partitions,
@@ -43,7 +44,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_training(defs, instance, training_partitions(days[0], today), print, summary)
     served_from = first_champion_day(settings)
     if served_from is not None:
-        run_scoring(defs, instance, [d for d in days if d >= served_from], print, summary)
+        served = [d for d in days if d >= served_from]
+        run_scoring(defs, instance, served, print, summary, drift_days=args.drift_days)
+        run_metrics(defs, instance, settings, served, print, summary)
     wh = Warehouse(settings.warehouse_path, settings.schema)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")
@@ -54,6 +57,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for failed in summary.checks_failed[:10]:
         print(f"    failed: {failed}")
     _print_leaderboard(wh, settings.schema, p.spec.training.metric)
+    _print_monitoring(wh, settings)
     print(f"  warehouse: {settings.warehouse_path}")
     print(f"  online store: {settings.online_store_path}")
     print(f"  Dagster home: {settings.dagster_home} (browse with `make dev`)")
@@ -150,6 +154,41 @@ def _print_leaderboard(wh, schema: str, metric: str) -> None:
     print(f"  decision: {row0['decision']}, champion v{row0['champion_version']}\n")
 
 
+def _print_monitoring(wh, settings) -> None:
+    import json
+
+    schema = settings.schema
+    if wh.table_exists("drift_report"):
+        drift = wh.query(
+            f'SELECT day, score AS drift_share, drifted FROM "{schema}"."drift_report" '
+            "WHERE \"column\" = '__drifted__' ORDER BY day DESC LIMIT 7"
+        )
+        print("  Drift (share of feature columns drifted, last 7 days):")
+        for r in drift.iter_rows(named=True):
+            print(f"    {r['day']}  {r['drift_share']:.0%}{'  DRIFT' if r['drifted'] else ''}")
+        print(f"    reports: {settings.reports_dir}")
+    if wh.table_exists("business_metrics"):
+        spec_segment = wh.query(f'SELECT * FROM "{schema}"."business_metrics" LIMIT 0').columns[1]
+        rows = wh.query(
+            f'SELECT * FROM "{schema}"."business_metrics" WHERE "{spec_segment}" = \'ALL\' '
+            "ORDER BY 1 DESC LIMIT 5"
+        )
+        print("  Business metrics (latest days with actuals):")
+        for r in rows.iter_rows(named=True):
+            day = list(r.values())[0]
+            print(
+                f"    {day}  actual {r['actual']:>9,.0f}  predicted {r['predicted']:>9,.0f}  "
+                f"cost/outcome {r['cost_per_outcome_actual']:>7.2f}  WAPE {r['wape']:.3f}  "
+                f"bias {r['bias']:+.3f}"
+            )
+    alerts = []
+    if settings.alerts_path.exists():
+        alerts = [json.loads(x) for x in settings.alerts_path.read_text().splitlines() if x]
+    print(f"  Alerts raised: {len(alerts)} (log: {settings.alerts_path})")
+    for a in alerts[-5:]:
+        print(f"    {a['kind']}: {a['asset']} [{a['partition']}] {a['message'][:100]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops-assets", description="Run and operate the mlops_assets pipeline."
@@ -158,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the pipeline on the embedded data and summarize it")
     demo.add_argument("--days", type=int, default=56, help="how many past days (default 56)")
     demo.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (MLOPS_ENV)")
+    demo.add_argument(
+        "--drift-days", type=int, default=7, help="days with a drift report (default 7)"
+    )
     demo.set_defaults(func=cmd_demo)
     rollback = sub.add_parser(
         "rollback", help="move the champion aliases back to the previous champion"

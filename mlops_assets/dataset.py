@@ -67,7 +67,19 @@ class DatasetSpec:
     source: SourceSpec
     training: TrainingSpec
     cost_column: str | None = None
+    monitored_features: tuple[str, ...] = ()
     path: Path | None = None
+
+    @property
+    def monitored_numeric(self) -> list[str]:
+        """Numeric columns the drift report watches (all raw numeric features by default)."""
+        chosen = self.monitored_features or self.raw_feature_columns
+        return [c for c in chosen if c in self.numeric_features]
+
+    @property
+    def monitored_categorical(self) -> list[str]:
+        chosen = self.monitored_features or self.raw_feature_columns
+        return [c for c in chosen if c in self.categorical_features]
 
     @property
     def raw_feature_columns(self) -> tuple[str, ...]:
@@ -210,12 +222,19 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
         source=source,
         training=training,
         cost_column=validate_column(cost, "cost_column") if cost else None,
+        monitored_features=_names(raw, "monitored_features", required=False),
     )
     for key in spec.serving_keys + spec.history_keys:
         if key not in spec.categorical_features:
             raise SpecError(
                 f"dataset spec: key column {key!r} (serving_keys/history_keys) must also be "
                 "listed in 'categorical_features'"
+            )
+    for col in spec.monitored_features:
+        if col not in spec.raw_feature_columns:
+            raise SpecError(
+                f"dataset spec field 'monitored_features': {col!r} is not a numeric or "
+                "categorical feature"
             )
     if segment not in spec.categorical_features:
         raise SpecError(f"dataset spec field 'segment_column': {segment!r} must be categorical")

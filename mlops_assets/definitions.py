@@ -16,6 +16,7 @@ WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK"
 AUTOMATION_SENSOR = "automation"
 DAILY_JOB = "daily_refresh"
 TRAINING_JOB = "train_and_deploy"
+METRICS_JOB = "metric_refresh"
 SCORING_JOB = "daily_scoring"
 
 
@@ -52,9 +53,15 @@ def build_definitions() -> dg.Definitions:
             ),
             dg.define_asset_job(
                 SCORING_JOB,
-                selection=dg.AssetSelection.groups("inference"),
+                selection=dg.AssetSelection.assets("predictions", "drift_report"),
                 partitions_def=p.daily,
                 description="Predictions of a day (and what watches them), once a champion is in.",
+            ),
+            dg.define_asset_job(
+                METRICS_JOB,
+                selection=dg.AssetSelection.assets("serving_log", "business_metrics"),
+                partitions_def=p.daily,
+                description="Business metrics of days whose actuals have landed.",
             ),
             dg.define_asset_job(
                 TRAINING_JOB,

@@ -43,12 +43,15 @@ class Thresholds:
     promotion_margin: float
     # In prod, rules that only warn in dev stop downstream steps.
     strict: bool
+    # Drift alerts when it persists: drifted on at least n of the last m days.
+    drift_persist_n: int = 3
+    drift_persist_m: int = 5
 
 
 _THRESHOLDS = {
     "dev": Thresholds(0.20, 0.50, 0.01, 0.0, strict=False),
     "staging": Thresholds(0.10, 0.40, 0.01, 0.01, strict=False),
-    "prod": Thresholds(0.05, 0.30, 0.01, 0.02, strict=True),
+    "prod": Thresholds(0.05, 0.30, 0.01, 0.02, strict=True, drift_persist_n=2),
 }
 
 

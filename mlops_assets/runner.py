@@ -168,19 +168,54 @@ def run_scoring(
     days: Iterable[date],
     progress: Callable[[str], None] = lambda _: None,
     summary: RunSummary | None = None,
+    drift_days: int | None = None,
 ) -> RunSummary:
-    """Predictions (and the stages after them) over each contiguous range of ``days``."""
+    """Predictions over each contiguous range of ``days``, and drift reports of the last
+    ``drift_days`` of them (all when None)."""
     from mlops_assets.definitions import SCORING_JOB
 
     summary = summary or RunSummary()
     job = defs.resolve_job_def(SCORING_JOB)
-    for first, last in _contiguous(list(days)):
+    days = sorted(days)
+    watched = days if drift_days is None else days[-drift_days:]
+    batches = [(r, ["predictions"]) for r in _contiguous(days)]
+    batches += [(r, ["drift_report"]) for r in _contiguous(watched)]
+    for (first, last), names in batches:
+        result = job.execute_in_process(
+            instance=instance,
+            tags=range_tags(first, last),
+            asset_selection=[dg.AssetKey(n) for n in names],
+            raise_on_error=False,
+        )
+        label = f"{first}..{last}"
+        summary.add(result, f"{names[0]} {label}")
+        progress(f"{names[0]} {label}: {'ok' if result.success else 'FAILED'}")
+    return summary
+
+
+def run_metrics(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    days: Iterable[date],
+    progress: Callable[[str], None] = lambda _: None,
+    summary: RunSummary | None = None,
+) -> RunSummary:
+    """Serving log and business metrics of the days whose actuals have landed."""
+    from mlops_assets.definitions import METRICS_JOB
+    from mlops_assets.defs.common import project
+
+    lag = timedelta(days=project().spec.label_lag_days)
+    summary = summary or RunSummary()
+    job = defs.resolve_job_def(METRICS_JOB)
+    landed = [d for d in days if settings.today() >= d + lag]
+    for first, last in _contiguous(landed):
         result = job.execute_in_process(
             instance=instance, tags=range_tags(first, last), raise_on_error=False
         )
         label = f"{first}..{last}"
-        summary.add(result, f"scoring {label}")
-        progress(f"scoring {label}: {'ok' if result.success else 'FAILED'}")
+        summary.add(result, f"metrics {label}")
+        progress(f"business metrics {label}: {'ok' if result.success else 'FAILED'}")
     return summary
 
 

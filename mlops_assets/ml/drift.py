@@ -21,6 +21,7 @@ is Evidently's own test result, so either direction is read correctly.
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
 import tempfile
@@ -34,7 +35,6 @@ import polars as pl
 
 from mlops_assets.dataset import CATEGORICAL, NUMERIC
 from mlops_assets.ml.rules import RuleResult
-from mlops_assets.ml.training import sample_rows
 
 PREDICTION = "prediction"
 PREDICTION_KIND = "prediction"
@@ -43,12 +43,15 @@ STATUS_DRIFT = "drift"
 STATUS_EMPTY = "empty"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 _WORKSPACE_LOCK = ".mlops_assets.lock"
+# Run id of each named run, per project: lets a re-run of a day replace that day's run.
+_RUN_INDEX = ".mlops_assets_runs.json"
 
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """The drift verdict of one column. ``score`` is a p-value or a distance (see ``stattest``);
-    it and ``threshold`` are NaN for an ``empty`` column, which Evidently did not test."""
+    """The drift verdict of one column. ``score`` is a p-value or a distance (see ``stattest``:
+    Evidently's name of the test it chose, e.g. ``K-S p_value``, or the method given, e.g.
+    ``ks``); it and ``threshold`` are NaN for an ``empty`` column, which Evidently did not test."""
 
     column: str
     kind: str
@@ -232,6 +235,13 @@ def missing_shares(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, flo
     return shares
 
 
+def sample(frame: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
+    """A seeded uniform sample of at most ``max_rows`` rows (see ``training.sample_rows``)."""
+    from mlops_assets.ml.training import sample_rows
+
+    return sample_rows(frame, max_rows, seed)
+
+
 def _usable(frame: pl.DataFrame, column: str) -> bool:
     if column not in frame.columns or frame.height == 0:
         return False
@@ -269,18 +279,21 @@ def drift_report(
     *,
     prediction_method: str | None = None,
     prediction_threshold: float | None = None,
+    drift_share_max: float = 0.5,
     timestamp: datetime | None = None,
     name: str | None = None,
 ) -> DriftResult:
     """Evidently data drift of ``current`` against ``reference`` on the given feature columns
     and the ``prediction`` column (None: no prediction drift).
 
-    Both sides are sampled deterministically (row-content hash with ``seed``) down to the caps.
+    Both sides are sampled deterministically (:func:`sample`) down to the caps.
     Column types are declared, never inferred. A column with no usable value on either side is
     reported ``empty`` and not passed to Evidently. ``prediction_method`` and
     ``prediction_threshold`` override Evidently's automatic test for the prediction column (e.g.
-    ``"ks"`` with a p-value threshold); ``timestamp`` and ``name`` label the Evidently run (a
-    daily partition passes its day, so the workspace history is in day order).
+    ``"ks"`` with a p-value threshold). ``drift_share_max`` is the dataset-drift line the HTML
+    report draws (pass the environment's, so the report and the check agree); ``timestamp`` and
+    ``name`` label the Evidently run (a daily partition passes its day, so the workspace history
+    is in day order and a re-run replaces that day's run).
     """
     both = sorted(set(numeric) & set(categorical))
     if both:
@@ -292,10 +305,9 @@ def drift_report(
 
     null_cur = missing_shares(current, monitored)
     null_ref = missing_shares(reference, monitored)
-    keep_cur = [c for c in monitored if c in current.columns]
-    keep_ref = [c for c in monitored if c in reference.columns]
-    cur = sample_rows(current.select(keep_cur), max_current_rows, seed)
-    ref = sample_rows(reference.select(keep_ref), max_reference_rows, seed)
+    # Rows are sampled on all their columns, so the sample does not depend on the columns tested.
+    cur = sample(current, max_current_rows, seed)
+    ref = sample(reference, max_reference_rows, seed)
     tested = [c for c in monitored if _usable(cur, c) and _usable(ref, c)]
 
     results: dict[str, tuple[str, float, float, bool]] = {}
@@ -309,6 +321,7 @@ def drift_report(
             prediction if prediction in tested else None,
             prediction_method,
             prediction_threshold,
+            drift_share_max,
             timestamp,
             name,
         )
@@ -355,6 +368,7 @@ def _run_evidently(
     prediction: str | None,
     prediction_method: str | None,
     prediction_threshold: float | None,
+    drift_share_max: float,
     timestamp: datetime | None,
     name: str | None,
 ) -> Any:
@@ -366,7 +380,7 @@ def _run_evidently(
     features = [c for c in numeric + categorical if c != prediction]
     items: list[Any] = []
     if features:
-        items.append(DataDriftPreset(columns=features))
+        items.append(DataDriftPreset(columns=features, drift_share=drift_share_max))
     if prediction:
         items.append(
             ValueDrift(column=prediction, method=prediction_method, threshold=prediction_threshold)
@@ -431,6 +445,7 @@ def save_report(result: DriftResult, html_path: str | Path) -> Path:
     os.close(fd)
     try:
         snapshot.save_html(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -442,8 +457,11 @@ def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_nam
     """Add the run to the local Evidently workspace at ``workspace_dir`` (created if needed),
     in the project named ``project_name`` (created on first use); return the run's id.
 
-    ``evidently ui --workspace <workspace_dir>`` then lists every run of the project. A file lock
-    keeps two processes from each creating the project.
+    ``evidently ui --workspace <workspace_dir>`` then lists every run of the project. A run named
+    by :func:`drift_report` (``name=``, e.g. the partition's day) replaces the project's earlier
+    run of that name, so re-materializing a day leaves one run for it. The new run is written
+    before the old one is removed, and a file lock serializes writers (so two processes never
+    each create the project).
     """
     snapshot = _require_snapshot(result)
     from evidently.ui.workspace import Workspace
@@ -455,8 +473,26 @@ def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_nam
         workspace = Workspace.create(str(root))
         found = workspace.search_project(project_name)
         project = found[0] if found else workspace.create_project(project_name)
-        ref = workspace.add_run(project.id, snapshot, include_data=False)
-    return str(ref.id)
+        run_id = str(workspace.add_run(project.id, snapshot, include_data=False).id)
+        name = snapshot.get_name()
+        if name:
+            index_path = root / _RUN_INDEX
+            index = json.loads(index_path.read_text()) if index_path.exists() else {}
+            runs = index.setdefault(str(project.id), {})
+            previous = runs.get(name)
+            runs[name] = run_id
+            _write_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
+            if previous and previous in {str(r) for r in workspace.list_runs(project.id)}:
+                workspace.delete_run(project.id, previous)
+    return run_id
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def null_share_rule(current: pl.DataFrame, columns: list[str], max_share: float) -> RuleResult:

@@ -85,18 +85,23 @@ def split_windows(
 
 
 def sample_rows(frame: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
-    """At most ``max_rows`` rows: all of them under the cap, else a seeded sample.
+    """At most ``max_rows`` rows: all of them under the cap, else a seeded uniform sample that
+    depends on the rows' content and the seed, not on their order (kept rows stay in order).
 
-    The sample keeps the rows whose seeded row hash is smallest, so it depends only on the rows'
-    content and the seed, not on their order; kept rows stay in their input order.
+    Polars' row hash alone is not uniform enough to rank by: keeping the smallest raw hashes
+    skews categorical shares (a 30 % daypart came out at 21 %). Each hash is therefore put
+    through the splitmix64 finalizer before ranking.
     """
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     if frame.height <= max_rows:
         return frame
-    hashes = frame.hash_rows(seed=seed)
-    order = pl.DataFrame({"h": hashes, "i": pl.int_range(0, frame.height, eager=True)})
-    keep = order.sort(["h", "i"]).head(max_rows)["i"].sort()
+    z = frame.hash_rows(seed=seed).to_numpy().astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    keep = np.sort(np.argsort(z, kind="stable")[:max_rows])
     return frame[keep]
 
 

@@ -261,6 +261,7 @@ def create_app(
             status, error = exc.status, exc.code
             content = _dumps(exc.body(request_id))
         except ClientDisconnect:
+            # The client left before sending its body: nothing is answered, nothing is logged.
             return Response(status_code=400)
         except Exception as exc:  # never crash on input: answer 500 and log the request
             logger.exception("request %s failed", request_id)

@@ -16,6 +16,7 @@ serving a model that is no longer promoted is worse than not serving.
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import math
@@ -139,6 +140,15 @@ def load_online_store(path: str | Path, spec: DatasetSpec) -> OnlineStore:
     )
 
 
+def _freeze_heap() -> None:
+    """Exempt every object alive now (MLflow, SQLAlchemy, the model, the store) from the cyclic
+    garbage collector. With MLflow loaded the heap holds about 350k objects, and a full
+    collection stalled the event loop for about 0.4 s here; frozen, a collection scans only the
+    objects requests create. (Cyclic garbage alive at this moment is never reclaimed: a load's
+    worth, once per load.)"""
+    gc.freeze()
+
+
 @dataclass(frozen=True)
 class Champion:
     model: TabularModel
@@ -225,6 +235,7 @@ class Refresher:
         self.model_poll_seconds = model_poll_seconds
         self.store_poll_seconds = store_poll_seconds
         self.retry_seconds = retry_seconds
+        self._registry_ready = False
         self._failed_version: tuple[str, float] | None = None
         self._failed_signature: Signature | None = None
         self._stop = threading.Event()
@@ -242,17 +253,18 @@ class Refresher:
             self._thread = None
 
     def _use_registry(self) -> None:
-        # registry.load_model_version resolves ``models:/`` URIs through MLflow's process-wide
-        # registry URI (its tracking_uri argument does not reach that lookup). Without this, an
-        # unconfigured process would look in ./mlflow.db. Only reads follow: nothing is created.
+        # Every registry call below passes this environment's URI; the process-wide URIs point at
+        # it too, so that no MLflow lookup made without one can fall back to ./mlflow.db (which
+        # MLflow would create). Only reads follow: the endpoint never writes to the registry.
+        # MLflow's usage telemetry stays off unless asked for: the endpoint does not phone home.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow
 
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
 
     def _run(self) -> None:
-        self._use_registry()
         next_store = next_model = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
@@ -290,6 +302,7 @@ class Refresher:
         self._failed_signature = None
         state.snapshot = replace(state.snapshot, store=store)
         state.store_problem = None
+        _freeze_heap()
         logger.info(
             "online store loaded: %d keys, features through %s, from %s",
             store.row_count,
@@ -319,6 +332,9 @@ class Refresher:
             )
         from mlops_assets.ml import registry
 
+        if not self._registry_ready:
+            self._use_registry()
+            self._registry_ready = True
         try:
             version = registry.get_alias_version(self.model_name, self.alias, self.tracking_uri)
         except Exception as exc:  # registry unreachable: keep serving what is loaded
@@ -351,6 +367,7 @@ class Refresher:
             state.snapshot, champion=Champion(model=model, version=version, loaded_at=_now())
         )
         state.model_problem = None
+        _freeze_heap()
         logger.info(
             "champion loaded: %s v%s (%s)", self.model_name, version, model.candidate or model.kind
         )

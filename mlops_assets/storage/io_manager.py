@@ -68,6 +68,10 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         column = ((upstream.definition_metadata if upstream else None) or {}).get(PARTITION_COLUMN)
         if context.has_asset_partitions and column:
+            if not context.asset_partition_keys:
+                # A history window lying wholly before the first partition maps to no
+                # partition: no rows yet, with the table's columns.
+                return self.warehouse.read(table, column, date.min, date.min)
             start, end = _window(context)
             return self.warehouse.read(table, column, start, end)
         return self.warehouse.read(table)

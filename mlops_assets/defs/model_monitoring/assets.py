@@ -7,14 +7,25 @@ import polars as pl
 
 from mlops_assets.defs.common import (
     CODE_VERSION,
+    SINGLE_RUN,
     WAREHOUSE_POOL,
     Project,
     after_blocking_checks,
+    eager_within,
+    partition_days,
     project,
+    severity,
     table_metadata,
 )
+from mlops_assets.defs.model_monitoring.checks import (
+    DRIFT_SHARE,
+    NULL_SHARE,
+    PERSISTENT,
+    PREDICTION_DRIFT,
+    drift_check_specs,
+)
 from mlops_assets.defs.model_training.assets import TRAINING_DATE
-from mlops_assets.defs.resources import MlflowResource, WarehouseResource
+from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 
 OWNERS = ["team:ml-engineering"]
 REFERENCE_ROWS = 5_000
@@ -71,9 +82,153 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         )
         return frame
 
-    return [drift_reference]
+    return [drift_reference, build_drift_report(p)]
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(assets=build_assets(project()))
+
+
+def build_drift_report(p: Project) -> dg.AssetsDefinition:
+    spec, settings = p.spec, p.settings
+    limits = settings.thresholds
+    numeric, categorical = spec.monitored_numeric, spec.monitored_categorical
+
+    @dg.asset(
+        name="drift_report",
+        group_name="model_monitoring",
+        partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"evidently", "duckdb"},
+        code_version=CODE_VERSION,
+        automation_condition=eager_within(7),
+        metadata=table_metadata("day"),
+        ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},
+        deps=["drift_reference"],
+        check_specs=drift_check_specs(p),
+        description=p.words(
+            "Has the world moved away from what the champion learnt? An Evidently data-drift "
+            "report of the day's {events} and predictions against the champion's reference, "
+            "one row per column with its drift score and null share. The full HTML report is "
+            "saved under the environment's reports folder and linked here."
+        ),
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        features: pl.DataFrame,
+        predictions: pl.DataFrame,
+        warehouse: WarehouseResource,
+        alerts: AlertSinkResource,
+    ):
+        from mlops_assets.ml import drift
+
+        wh = warehouse.get()
+        references = wh.read("drift_reference")
+        past = wh.read("drift_report")
+        frames, worst = [], None
+        for day in partition_days(context):
+            current = features.filter(pl.col(spec.date_column) == day).join(
+                predictions.select(spec.event_key, "prediction", "model_version"),
+                on=spec.event_key,
+                how="inner",
+            )
+            if current.is_empty():
+                raise dg.Failure(description=f"no predictions for {day}: nothing to monitor")
+            version = current["model_version"][0]
+            reference = references.filter(pl.col("model_version") == version)
+            if reference.is_empty():
+                raise dg.Failure(
+                    description=f"no drift reference for champion v{version}: materialize "
+                    "drift_reference for its training date"
+                )
+            latest = reference["training_date"].max()
+            reference = reference.filter(pl.col(TRAINING_DATE) == latest)
+            result = drift.drift_report(
+                reference,
+                current,
+                numeric,
+                categorical,
+                name=day.isoformat(),
+                timestamp=datetime.combine(day, datetime.min.time()),
+                drift_share_max=limits.drift_share_max,
+            )
+            html = drift.save_report(result, settings.reports_dir / f"drift_{day}.html")
+            drift.add_to_workspace(
+                result, settings.reports_dir / "workspace", f"mlops_assets_{settings.env}"
+            )
+            drift_rule = drift.drift_share_rule(result, limits.drift_share_max)
+            null_rule = drift.null_share_rule(current, numeric + categorical, limits.null_share_max)
+            pred_rule = drift.prediction_drift_rule(result)
+            recent = (
+                past.filter(
+                    (pl.col("day") < day)
+                    & (pl.col("day") >= day - timedelta(days=limits.drift_persist_m - 1))
+                    & (pl.col("column") == "__drifted__")
+                )
+                .sort("day")["drifted"]
+                .to_list()
+                if past.height
+                else []
+            )
+            flags = [*recent, not drift_rule.passed]
+            persistent = drift.persistent(flags, limits.drift_persist_n, limits.drift_persist_m)
+            if persistent:
+                alerts.send(
+                    kind="drift_persistent",
+                    asset="drift_report",
+                    partition=day.isoformat(),
+                    cause="persistent drift",
+                    message=(
+                        f"features drifted on {sum(flags)} of the last {len(flags)} days "
+                        f"(share {result.drift_share:.0%} today, threshold "
+                        f"{limits.drift_share_max:.0%})"
+                    ),
+                    run_id=context.run_id,
+                )
+            day_frame = result.frame().with_columns(pl.lit(day, dtype=pl.Date).alias("day"))
+            flag = pl.DataFrame(
+                {
+                    "column": ["__drifted__"],
+                    "kind": ["summary"],
+                    "drifted": [not drift_rule.passed],
+                    "score": [result.drift_share],
+                    "day": [day],
+                },
+            )
+            frames += [day_frame, flag]
+            outcome = (day, result, html, drift_rule, null_rule, pred_rule, persistent, flags)
+            if worst is None or result.drift_share >= worst[1].drift_share:
+                worst = outcome
+        day, result, html, drift_rule, null_rule, pred_rule, persistent, flags = worst
+        yield dg.Output(
+            pl.concat(frames, how="diagonal_relaxed"),
+            metadata={
+                **result.metrics(),
+                "day": str(day),
+                "report": dg.MetadataValue.path(str(html)),
+                "summary": dg.MetadataValue.md(result.summary_markdown()),
+            },
+        )
+        sev = severity(limits.strict)
+        for name, rule in (
+            (DRIFT_SHARE, drift_rule),
+            (PREDICTION_DRIFT, pred_rule),
+            (NULL_SHARE, null_rule),
+        ):
+            yield dg.AssetCheckResult(
+                check_name=name, passed=bool(rule.passed), severity=sev, metadata=rule.metadata()
+            )
+        yield dg.AssetCheckResult(
+            check_name=PERSISTENT,
+            passed=not persistent,
+            severity=sev,
+            metadata={
+                "observed": f"{sum(flags)} of {len(flags)} days drifted",
+                "threshold": f"< {limits.drift_persist_n} of {limits.drift_persist_m}",
+            },
+        )
+
+    return drift_report

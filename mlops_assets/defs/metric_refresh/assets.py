@@ -1,0 +1,154 @@
+"""Metric refresh: business metrics of each day once its actuals have landed, with monitors."""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    SINGLE_RUN,
+    WAREHOUSE_POOL,
+    Project,
+    eager_within,
+    partition_days,
+    project,
+    severity,
+    table_metadata,
+)
+from mlops_assets.defs.resources import WarehouseResource
+
+OWNERS = ["team:analytics", "team:product"]
+ERROR_IN_BAND = "model_error_within_band"
+COST_IN_BAND = "cost_per_outcome_within_band"
+BAND_HISTORY_DAYS = 28
+TOTAL = "ALL"
+
+
+def build_assets(p: Project) -> list[dg.AssetsDefinition]:
+    spec, settings = p.spec, p.settings
+    cost = spec.cost_column
+    checks = [
+        dg.AssetCheckSpec(
+            ERROR_IN_BAND,
+            asset="business_metrics",
+            description="The champion's error (WAPE) lies within the usual band of the previous "
+            f"{BAND_HISTORY_DAYS} days (median +- 3 robust standard deviations).",
+        ),
+        dg.AssetCheckSpec(
+            COST_IN_BAND,
+            asset="business_metrics",
+            description=p.words(
+                "Cost per {outcome} lies within the usual band of the previous "
+                f"{BAND_HISTORY_DAYS} days."
+            ),
+        ),
+    ]
+
+    @dg.asset(
+        name="business_metrics",
+        group_name="metric_refresh",
+        partitions_def=p.daily,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "polars"},
+        code_version=CODE_VERSION,
+        automation_condition=eager_within(spec.label_lag_days + 7),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=24 * (spec.label_lag_days + 2)),
+            warn_window=timedelta(hours=24 * (spec.label_lag_days + 1)),
+        ),
+        metadata=table_metadata(spec.date_column),
+        ins={
+            "predictions": dg.AssetIn(),
+            "raw_outcomes": dg.AssetIn(),
+            "raw_events": dg.AssetIn(),
+            "serving_log": dg.AssetIn(),
+        },
+        check_specs=checks,
+        description=p.words(
+            "How the business did and how well the model called it, once the day's {outcome} "
+            "have landed ({lag} days later): "
+            + (f"{cost} (cost), " if cost else "")
+            + "actual and predicted {outcome}, "
+            + ("cost per outcome, " if cost else "")
+            + "the model's error (WAPE) and bias, per segment and in total; plus the online "
+            "endpoint's requests, error rate and latency for the day."
+        ),
+    )
+    def business_metrics(
+        context: dg.AssetExecutionContext,
+        predictions: pl.DataFrame,
+        raw_outcomes: pl.DataFrame,
+        raw_events: pl.DataFrame,
+        serving_log: pl.DataFrame,
+        warehouse: WarehouseResource,
+    ):
+        from mlops_assets.ml import business
+
+        days = partition_days(context)
+        landed = (
+            set(raw_outcomes[spec.date_column].unique().to_list()) if raw_outcomes.height else set()
+        )
+        missing = [d for d in days if d not in landed]
+        if missing:
+            raise dg.Failure(
+                description=p.words("the {outcome} of ")
+                + ", ".join(map(str, missing))
+                + f" have not landed yet (they land {spec.label_lag_days} days after the day): "
+                "business metrics wait for actuals",
+                allow_retries=False,
+            )
+        segment = spec.segment_column
+        history = warehouse.get().read("business_metrics")
+        if history.height:
+            history = history.filter(
+                (pl.col(segment) == TOTAL)
+                & (pl.col(spec.date_column) < days[0])
+                & (pl.col(spec.date_column) >= days[0] - timedelta(days=BAND_HISTORY_DAYS))
+            )
+        tables = []
+        for day in days:
+            result = business.business_metrics(
+                predictions.filter(pl.col(spec.date_column) == day), raw_outcomes, raw_events, spec
+            )
+            total = result.total.with_columns(
+                pl.lit(day, dtype=pl.Date).alias(spec.date_column), pl.lit(TOTAL).alias(segment)
+            )
+            tables += [result.table, total]
+        table = pl.concat(tables, how="diagonal_relaxed")
+        totals = result.totals()
+        serving = business.serving_summary(
+            serving_log.filter(pl.col("day") == days[-1]) if serving_log.height else serving_log
+        )
+        yield dg.Output(
+            table,
+            metadata={
+                "day": str(days[-1]),
+                **{k: float(v) for k, v in totals.items()},
+                **{f"serving_{k}": float(v) for k, v in serving.items()},
+                "segments": dg.MetadataValue.md(result.segments_markdown()),
+            },
+        )
+        sev = severity(settings.thresholds.strict)
+        for name, column in ((ERROR_IN_BAND, "wape"), (COST_IN_BAND, "cost_per_outcome_actual")):
+            if column.startswith("cost") and not cost:
+                yield dg.AssetCheckResult(
+                    check_name=name,
+                    passed=True,
+                    metadata={"observed": "n/a", "threshold": "n/a", "note": "no cost column"},
+                )
+                continue
+            past = history[column].to_list() if history.height else []
+            rule = business.within_band(totals[column], past)
+            yield dg.AssetCheckResult(
+                check_name=name, passed=bool(rule.passed), severity=sev, metadata=rule.metadata()
+            )
+
+    return [business_metrics]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(project()))
