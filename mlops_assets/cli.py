@@ -65,6 +65,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if summary.failed_runs else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mlops_assets.serving.server import serve_from_args
+
+    serve_from_args(args)
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     _set_env(args)
     from mlops_assets.environments import load_settings
@@ -201,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift-days", type=int, default=7, help="days with a drift report (default 7)"
     )
     demo.set_defaults(func=cmd_demo)
+    from mlops_assets.serving.server import add_arguments
+
+    serve = add_arguments(
+        sub.add_parser("serve", help="serve the champion online (POST /predict on 127.0.0.1)")
+    )
+    serve.set_defaults(func=cmd_serve)
     rollback = sub.add_parser(
         "rollback", help="move the champion aliases back to the previous champion"
     )

@@ -1,0 +1,159 @@
+"""The endpoint's pure parts on tiny inputs, without a server: request parsing and validation
+(key order, overrides by feature kind, every refusal naming its field), the 404 naming missing
+keys, and loading the online store file (index by key tuple, signature of the bytes read,
+refusal of a file lacking a column or holding duplicate or null keys)."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mlops_assets.dataset import load_spec
+from mlops_assets.environments import DEFAULT_DATASET
+from mlops_assets.serving.protocol import (
+    MAX_MISSING_LISTED,
+    FeatureSchema,
+    RequestError,
+    load_json,
+    missing_keys_error,
+    parse_predict,
+)
+from mlops_assets.serving.state import StoreError, file_signature, load_online_store
+from mlops_assets.storage.online_store import publish
+
+SPEC = load_spec(DEFAULT_DATASET, validate_source=False)
+SCHEMA = FeatureSchema.from_spec(SPEC)
+KEY = {"network": "ESPN", "daypart": "prime", "creative_id": "cr_80"}
+
+
+def test_keys_become_tuples_in_serving_key_order_whatever_the_object_order() -> None:
+    shuffled = {"creative_id": "cr_80", "network": "ESPN", "daypart": "prime"}
+    parsed = parse_predict({"keys": [shuffled, KEY]}, SCHEMA, max_keys=10)
+    assert parsed.keys == [("ESPN", "prime", "cr_80")] * 2
+    assert parsed.key_objects == [shuffled, KEY]
+    assert parsed.overrides == {}
+
+
+def test_overrides_take_numbers_for_numeric_features_and_strings_for_categorical() -> None:
+    schema = FeatureSchema(
+        serving_keys=("network",),
+        numeric=frozenset({"spend", "hour"}),
+        categorical=frozenset({"network", "creative_id"}),
+        columns=("network", "creative_id", "spend", "hour"),
+    )
+    overrides = {"spend": 5000, "hour": 20.5, "creative_id": "cr_1"}
+    parsed = parse_predict({"keys": [{"network": "CNN"}], "overrides": overrides}, schema, 10)
+    assert parsed.overrides == overrides
+    with pytest.raises(RequestError, match="overrides.creative_id must be a string, got number"):
+        parse_predict({"keys": [{"network": "CNN"}], "overrides": {"creative_id": 3}}, schema, 10)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "fragment"),
+    [
+        ("keys", 422, "invalid_body", "got string"),
+        ({"keys": {"network": "ESPN"}}, 422, "invalid_body", "'keys' must be a list"),
+        ({"keys": [KEY] * 4}, 413, "too_many_keys", "4 keys in one request; the limit is 3"),
+        ({"keys": [{**KEY, "network": None}]}, 422, "invalid_key", "keys[0].network"),
+        ({"keys": [KEY], "overrides": {"spend": None}}, 422, "invalid_override", "got null"),
+        (
+            {"keys": [KEY], "overrides": {"spend": 1e309}},
+            422,
+            "invalid_override",
+            "overrides.spend must be finite",
+        ),
+        (
+            {"keys": [KEY], "overrides": {"hist_network_mean": "high"}},
+            422,
+            "invalid_override",
+            "overrides.hist_network_mean must be a number",
+        ),
+    ],
+)
+def test_refusals_name_the_field(payload: object, status: int, code: str, fragment: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_predict(payload, SCHEMA, max_keys=3)
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert fragment in caught.value.detail
+    body = caught.value.body("rid")
+    assert body["error"] == code and body["request_id"] == "rid"
+
+
+def test_json_constants_and_bad_bytes_are_malformed() -> None:
+    assert load_json(b'{"keys": []}') == {"keys": []}
+    for body in (b'{"a": Infinity}', b'{"a": -Infinity}', b"\xc3\x28", b"   "):
+        with pytest.raises(RequestError) as caught:
+            load_json(body)
+        assert caught.value.status == 400
+
+
+def test_the_404_names_the_first_missing_key_and_lists_a_bounded_number() -> None:
+    missing = [("ESPN", "prime", f"cr_{n}") for n in range(30)]
+    error = missing_keys_error(missing, SCHEMA.serving_keys, total=31)
+    assert error.status == 404
+    assert "creative_id='cr_0'" in error.detail and "29 more of 31" in error.detail
+    assert len(error.extra["missing"]) == MAX_MISSING_LISTED
+    assert error.extra["missing"][0] == {
+        "network": "ESPN",
+        "daypart": "prime",
+        "creative_id": "cr_0",
+    }
+
+
+def store_frame(**columns: list) -> pl.DataFrame:
+    base = {
+        "network": ["ESPN", "CNN"],
+        "daypart": ["prime", "prime"],
+        "creative_id": ["cr_1", "cr_2"],
+        "air_date": [date(2025, 3, 13), date(2025, 3, 14)],
+    }
+    for col in SPEC.model_feature_columns:
+        if col not in SPEC.serving_keys:
+            base[col] = [1.0, None]
+    return pl.DataFrame({**base, **columns})
+
+
+def test_the_store_is_indexed_by_key_tuple_with_the_signature_of_what_was_read(
+    tmp_path: Path,
+) -> None:
+    path = publish(store_frame(), tmp_path / "features.parquet")
+    store = load_online_store(path, SPEC)
+    assert store.row_count == 2
+    assert store.signature == file_signature(path)
+    assert store.signature[2] == os.stat(path).st_ino
+    assert store.features_through == date(2025, 3, 14)
+    row = store.rows[("CNN", "prime", "cr_2")]
+    assert list(row) == list(SPEC.model_feature_columns)
+    assert row["network"] == "CNN" and row["spend"] is None
+    assert store.describe()["rows"] == 2
+
+
+@pytest.mark.parametrize(
+    ("frame", "fragment"),
+    [
+        (store_frame().drop("spend"), "lacks columns ['spend']"),
+        (store_frame(creative_id=["cr_1", "cr_1"], network=["ESPN", "ESPN"]), "1 duplicate"),
+        (store_frame(daypart=["prime", None]), "null serving key"),
+    ],
+)
+def test_a_store_file_that_cannot_be_served_is_refused(
+    tmp_path: Path, frame: pl.DataFrame, fragment: str
+) -> None:
+    path = publish(frame, tmp_path / "features.parquet")
+    with pytest.raises(StoreError, match=re.escape(fragment)):
+        load_online_store(path, SPEC)
+
+
+def test_a_missing_or_corrupt_store_file_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "features.parquet"
+    assert file_signature(path) is None
+    with pytest.raises(StoreError, match="does not exist"):
+        load_online_store(path, SPEC)
+    path.write_bytes(b"PAR1 but not really")
+    with pytest.raises(StoreError, match="not readable Parquet"):
+        load_online_store(path, SPEC)
