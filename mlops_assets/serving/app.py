@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
 from http import HTTPStatus
 from typing import Any
 
@@ -39,8 +38,8 @@ from starlette.requests import ClientDisconnect
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.environments import Settings
-from mlops_assets.ml.promotion import CHAMPION_ALIAS
 from mlops_assets.serving import protocol
+from mlops_assets.serving.config import ServingConfig
 from mlops_assets.serving.protocol import (
     BODY_TOO_LARGE,
     INTERNAL_ERROR,
@@ -56,32 +55,6 @@ from mlops_assets.storage.request_log import RequestLog, utc_now
 logger = logging.getLogger(__name__)
 JSON = "application/json"
 REQUEST_ID_HEADER = "x-request-id"
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """Limits and timers of the endpoint (``serve(**options)`` takes these names)."""
-
-    alias: str = CHAMPION_ALIAS
-    max_keys: int = 1000
-    max_body_bytes: int = 1 << 20
-    model_poll_seconds: float = 1.5
-    store_poll_seconds: float = 1.0
-    retry_seconds: float = 30.0
-    log_flush_seconds: float = 0.5
-    log_flush_entries: int = 1000
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name != "alias" and not value > 0:
-                raise ValueError(f"serving option {f.name} must be > 0, got {value!r}")
-        if not self.alias:
-            raise ValueError("serving option alias must not be empty")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
 
 def _dumps(payload: Any) -> bytes:

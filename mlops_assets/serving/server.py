@@ -13,7 +13,7 @@ import argparse
 import logging
 from typing import Any
 
-from mlops_assets.serving.app import ServingConfig
+from mlops_assets.serving.config import ServingConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
