@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev ui-readonly bench clean-data system-deps
+.PHONY: demo test lint dev ui-readonly bench system-deps
 
 # The read-only product-manager UI: the prod environment's webserver, no launches or toggles.
 UI_HOST ?= 127.0.0.1

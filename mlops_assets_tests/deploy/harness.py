@@ -255,18 +255,29 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, deadline: float = 20) -> None:
-        """SIGINT to the process group this process leads (the server and the children it
-        started), then SIGKILL if it is still there after ``deadline`` seconds."""
-        if self.process.poll() is not None:
-            return
-        pgid = self.process.pid
-        os.killpg(pgid, signal.SIGINT)
+    def _signal_group(self, signum: int) -> bool:
+        """Send ``signum`` to the process group this process leads (the server and the children
+        it started); False once no process of the group is left."""
         try:
-            self.process.wait(timeout=deadline)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def interrupt(self) -> None:
+        self._signal_group(signal.SIGINT)
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Wait for the whole group to exit until ``deadline`` (a time.monotonic value), then
+        SIGKILL what is left of it."""
+        while time.monotonic() < deadline:
+            self.process.poll()
+            if not self._signal_group(0):
+                break
+            time.sleep(0.05)
+        else:
+            self._signal_group(signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 def start_process(
@@ -288,13 +299,19 @@ def start_process(
 
 
 @contextmanager
-def running(servers: Sequence[ServerProcess]) -> Iterator[Sequence[ServerProcess]]:
-    """Stop every server on the way out, whatever happened."""
+def running(
+    servers: Sequence[ServerProcess], grace: float = 20
+) -> Iterator[Sequence[ServerProcess]]:
+    """Stop every server on the way out, whatever happened: SIGINT to all of them at once, then
+    SIGKILL to any still there after ``grace`` seconds."""
     try:
         yield servers
     finally:
         for server in servers:
-            server.stop()
+            server.interrupt()
+        deadline = time.monotonic() + grace
+        for server in servers:
+            server.wait_or_kill(deadline)
 
 
 class GraphQL:

@@ -6,6 +6,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from mlops_assets.defs.catalog import features_lineage, schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
@@ -42,7 +43,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
-        metadata=table_metadata("day"),
+        metadata=table_metadata("day", **schema_metadata(spec, "outcome_stats")),
         ins={"raw_events": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
         description=p.words(
             "For each day whose {outcome} have landed: how many {events} and how many {outcome} "
@@ -65,7 +66,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(spec.date_column),
+        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "features")),
         ins={
             "raw_events": dg.AssetIn(),
             "outcome_stats": dg.AssetIn(partition_mapping=history_window),
@@ -83,7 +84,13 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     ):
         frame = F.build_features_for_days(spec, partition_days(context), raw_events, outcome_stats)
         through = frame[F.HISTORY_THROUGH].max()
-        yield dg.Output(frame, metadata={"history_through": str(through or "no history yet")})
+        yield dg.Output(
+            frame,
+            metadata={
+                "history_through": str(through or "no history yet"),
+                "dagster/column_lineage": features_lineage(spec),
+            },
+        )
         yield from evaluate_feature_checks(p, frame)
 
     @dg.asset(
@@ -96,7 +103,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(spec.date_column),
+        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "labeled_examples")),
         ins={"features": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
         description=p.words(
             "The features of a day joined with the {outcome} observed for it: what models learn "
@@ -115,6 +122,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         kinds={"duckdb", "polars", "parquet"},
         code_version=CODE_VERSION,
         deps=["features"],
+        metadata=schema_metadata(spec, "online_features"),
         description=p.words(
             "The latest feature vector for each serving key, published to the online store the "
             "prediction endpoint reads. Refreshed after each day's features."

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
+from mlops_assets.defs.catalog import predictions_lineage, schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
@@ -69,7 +70,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars", "lightgbm"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(spec.date_column),
+        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "predictions")),
         ins={"features": dg.AssetIn()},
         deps=[dg.AssetDep("champion", partition_mapping=champion_in_force_mapping(p))],
         check_specs=checks,
@@ -118,6 +119,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             metadata={
                 "model_versions": ", ".join(versions),
                 "mean_prediction": float(frame[inference.PREDICTION].mean() or 0.0),
+                "dagster/column_lineage": predictions_lineage(spec),
             },
         )
         yield rule_result(
@@ -136,7 +138,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
         automation_condition=dg.AutomationCondition.eager(),
-        metadata=table_metadata("day"),
+        metadata=table_metadata("day", **schema_metadata(spec, "serving_log")),
         check_specs=[
             dg.AssetCheckSpec(
                 LOG_COMPLETE,

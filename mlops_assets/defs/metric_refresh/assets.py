@@ -5,6 +5,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from mlops_assets.defs.catalog import business_lineage, schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
@@ -59,7 +60,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             fail_window=timedelta(hours=24 * (spec.label_lag_days + 2)),
             warn_window=timedelta(hours=24 * (spec.label_lag_days + 1)),
         ),
-        metadata=table_metadata(spec.date_column),
+        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "business_metrics")),
         ins={
             "predictions": dg.AssetIn(),
             "raw_outcomes": dg.AssetIn(),
@@ -129,6 +130,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
                 **{k: float(v) for k, v in totals.items()},
                 **{f"serving_{k}": float(v) for k, v in serving.items()},
                 "segments": dg.MetadataValue.md(result.segments_markdown()),
+                "dagster/column_lineage": business_lineage(spec),
             },
         )
         sev = severity(settings.thresholds.strict)

@@ -6,6 +6,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import CODE_VERSION, WAREHOUSE_POOL, Project, project, table_metadata
 from mlops_assets.defs.model_deployment.checks import champion_check_results, champion_check_specs
 from mlops_assets.defs.model_training.assets import TRAINING_DATE, training_cutoff
@@ -33,7 +34,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(TRAINING_DATE),
+        metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "champion")),
         ins={c.asset_name: dg.AssetIn() for c in CANDIDATES},
         deps=["labeled_examples"],
         check_specs=champion_check_specs(p),

@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
+from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
@@ -44,7 +45,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(TRAINING_DATE),
+        metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "drift_reference")),
         deps=["champion", "labeled_examples"],
         description=p.words(
             "What normal looks like for the champion chosen on this training date: a bounded "
@@ -105,7 +106,7 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         kinds={"evidently", "duckdb"},
         code_version=CODE_VERSION,
         automation_condition=eager_within(7),
-        metadata=table_metadata("day"),
+        metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
         ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},
         deps=["drift_reference"],
         check_specs=drift_check_specs(p),

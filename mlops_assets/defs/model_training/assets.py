@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
+from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     WAREHOUSE_POOL,
@@ -73,7 +74,9 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
         kinds=kinds,
         code_version=CODE_VERSION,
         tags={"role": candidate.role},
-        metadata=table_metadata(TRAINING_DATE, role=candidate.role),
+        metadata=table_metadata(
+            TRAINING_DATE, role=candidate.role, **schema_metadata(spec, "candidate")
+        ),
         ins={"labeled_examples": dg.AssetIn(partition_mapping=training_input_mapping(p))},
         description=p.words(
             f"Candidate model `{candidate.name}` ({candidate.role}): "

@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
@@ -32,7 +33,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(spec.date_column),
+        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "raw_events")),
         description=p.words(
             "Every {event} of the day with its attributes as known when it was booked, one row "
             "per {event}. Read from the {dataset} source; a day that breaks the dataset spec "
@@ -61,7 +62,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=CODE_VERSION,
-        metadata=table_metadata(spec.date_column),
+        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "raw_outcomes")),
         description=p.words(
             "The {outcome} observed for each {event} of the day. They land {lag} days after the "
             "day, so this partition can only be filled from then on."

@@ -1,0 +1,292 @@
+"""Catalog metadata a product manager reads in the UI: column schemas with descriptions in the
+dataset's words, and column lineage from predictions and business metrics back to the sources."""
+
+import dagster as dg
+
+from mlops_assets.dataset import DatasetSpec
+
+COLUMN_SCHEMA = "dagster/column_schema"
+COLUMN_LINEAGE = "dagster/column_lineage"
+
+
+def _describe(spec: DatasetSpec, column: str) -> tuple[str, str]:
+    """(type, description) of a column of the dataset, in its own words."""
+    event, outcome = spec.event_noun, spec.outcome_noun
+    if column == spec.date_column:
+        return "date", f"day of the {event}"
+    if column == spec.event_key:
+        return "string", f"unique id of the {event}"
+    if column == spec.target:
+        return "double", f"observed {outcome} ({spec.target})"
+    if column == spec.cost_column:
+        return "double", f"cost of the {event} ({column})"
+    if column in spec.categorical_features:
+        return "string", f"{event} attribute {column}"
+    if column in spec.numeric_features:
+        return "double", f"{event} attribute {column}"
+    for key in spec.history_keys:
+        if column == f"hist_{key}_mean":
+            return (
+                "double",
+                f"average {outcome} per {key} over the previous {spec.history_days} landed days",
+            )
+        if column == f"hist_{key}_n":
+            return "double", f"number of {event}s per {key} behind that average"
+    return "string", column
+
+
+def _schema(
+    spec: DatasetSpec, columns: list[str], extra: dict[str, tuple[str, str]]
+) -> dg.TableSchema:
+    cols = []
+    for name in dict.fromkeys(columns):
+        kind, text = extra.get(name) or _describe(spec, name)
+        cols.append(dg.TableColumn(name=name, type=kind, description=text))
+    return dg.TableSchema(columns=cols)
+
+
+def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
+    """The column schema of every warehouse table, by asset name."""
+    event_cols = list(spec.event_columns)
+    feature_cols = [
+        spec.date_column,
+        spec.event_key,
+        *spec.model_feature_columns,
+        "history_through",
+    ]
+    outcome = spec.outcome_noun
+    extra = {
+        "history_through": ("date", f"last day whose {outcome} the history features include"),
+        "landed_on": ("date", f"day the {outcome} became known"),
+        "prediction": ("double", f"predicted {outcome}"),
+        "model_version": ("string", "registry version of the model that predicted"),
+        "training_date": ("date", "training partition (week or day)"),
+        "day": ("date", "day"),
+    }
+    card = [
+        "training_date",
+        "candidate",
+        "role",
+        "model_version",
+        "run_id",
+        "run_url",
+        "mae",
+        "rmse",
+        "wape",
+        "bias",
+        "train_start",
+        "train_end",
+        "holdout_start",
+        "holdout_end",
+        "train_rows",
+        "holdout_rows",
+        "metric",
+    ]
+    card_extra = {
+        **extra,
+        "candidate": ("string", "candidate name"),
+        "role": ("string", "baseline or model (baselines never become champion)"),
+        "run_id": ("string", "MLflow run id"),
+        "run_url": ("string", "link to the MLflow run"),
+        "mae": ("double", "mean absolute error on the holdout"),
+        "rmse": ("double", "root mean squared error on the holdout"),
+        "wape": ("double", "weighted absolute percentage error on the holdout"),
+        "bias": ("double", "(predicted - actual) / actual on the holdout"),
+        "train_start": ("string", "first training day"),
+        "train_end": ("string", "last training day"),
+        "holdout_start": ("string", "first holdout day"),
+        "holdout_end": ("string", "last holdout day"),
+        "train_rows": ("int", "rows trained on"),
+        "holdout_rows": ("int", "rows scored"),
+        "metric": ("string", "the metric the leaderboard ranks by"),
+        "decision": ("string", "promotion decision of the training date"),
+        "is_champion": ("bool", "this candidate is the champion after the decision"),
+        "champion_version": ("string", "champion version after the decision"),
+    }
+    schemas = {
+        "raw_events": _schema(spec, event_cols, extra),
+        "raw_outcomes": _schema(
+            spec, [spec.date_column, spec.event_key, spec.target, "landed_on"], extra
+        ),
+        "outcome_stats": _schema(
+            spec,
+            ["day", "key_name", "key_value", "n", "total"],
+            {
+                "day": ("date", "day of the events"),
+                "key_name": ("string", "history key (e.g. network)"),
+                "key_value": ("string", "value of the key"),
+                "n": ("int", f"{spec.event_noun}s with landed {outcome}"),
+                "total": ("double", f"their total {outcome}"),
+            },
+        ),
+        "features": _schema(spec, feature_cols, extra),
+        "labeled_examples": _schema(spec, [*feature_cols, spec.target], extra),
+        "online_features": _schema(
+            spec, [*spec.serving_keys, spec.date_column, *spec.model_feature_columns], extra
+        ),
+        "predictions": _schema(
+            spec,
+            [
+                spec.date_column,
+                spec.event_key,
+                *spec.serving_keys,
+                spec.segment_column,
+                "prediction",
+                "model_version",
+            ],
+            extra,
+        ),
+        "candidate": _schema(spec, card, card_extra),
+        "champion": _schema(
+            spec, [*card, "decision", "is_champion", "champion_version"], card_extra
+        ),
+        "drift_reference": _schema(
+            spec,
+            [
+                spec.date_column,
+                *spec.model_feature_columns,
+                "prediction",
+                "model_version",
+                "training_date",
+            ],
+            extra,
+        ),
+        "drift_report": _schema(
+            spec,
+            [
+                "day",
+                "column",
+                "kind",
+                "stattest",
+                "score",
+                "threshold",
+                "drifted",
+                "null_share_current",
+                "null_share_reference",
+                "status",
+            ],
+            {
+                **extra,
+                "column": ("string", "monitored column (__drifted__: the day's summary row)"),
+                "kind": ("string", "numeric, categorical, prediction or summary"),
+                "stattest": ("string", "Evidently's drift test"),
+                "score": ("double", "drift score (summary row: share of columns drifted)"),
+                "threshold": ("double", "score above which the column drifted"),
+                "drifted": ("bool", "the column (or the day) drifted"),
+                "null_share_current": ("double", "share of empty values today"),
+                "null_share_reference": ("double", "share of empty values in the reference"),
+                "status": ("string", "ok, drift or empty"),
+            },
+        ),
+        "business_metrics": _schema(
+            spec,
+            [
+                spec.date_column,
+                spec.segment_column,
+                "events",
+                "cost_missing",
+                "cost",
+                "actual",
+                "predicted",
+                "abs_error",
+                "cost_per_outcome_actual",
+                "cost_per_outcome_predicted",
+                "wape",
+                "bias",
+            ],
+            {
+                spec.segment_column: ("string", f"segment ({spec.segment_column}); ALL = total"),
+                "events": ("int", f"{spec.event_noun}s with a prediction and landed {outcome}"),
+                "cost_missing": ("int", "events without a known cost"),
+                "cost": ("double", "total cost"),
+                "actual": ("double", f"actual {outcome}"),
+                "predicted": ("double", f"predicted {outcome}"),
+                "abs_error": ("double", "sum of absolute errors"),
+                "cost_per_outcome_actual": ("double", f"cost per actual {outcome}"),
+                "cost_per_outcome_predicted": ("double", f"cost per predicted {outcome}"),
+                "wape": ("double", "the model's weighted absolute percentage error"),
+                "bias": ("double", "(predicted - actual) / actual"),
+            },
+        ),
+        "serving_log": _schema(
+            spec,
+            [
+                "day",
+                "ts",
+                "request_id",
+                "status",
+                "error",
+                "model_version",
+                "latency_ms",
+                "n_keys",
+                "prediction",
+                "predictions",
+                "keys",
+                "overrides",
+                "features",
+                "pid",
+            ],
+            {
+                "ts": ("timestamp", "when the request arrived (UTC)"),
+                "request_id": ("string", "request id"),
+                "status": ("int", "HTTP status answered"),
+                "error": ("string", "error code of a refused request"),
+                "model_version": ("string", "champion version that answered"),
+                "latency_ms": ("double", "time to answer in milliseconds"),
+                "n_keys": ("int", "serving keys asked for"),
+                "prediction": ("double", f"first predicted {outcome}"),
+                "predictions": ("list", f"every predicted {outcome}"),
+                "keys": ("json", "serving keys asked for"),
+                "overrides": ("json", "feature overrides sent"),
+                "features": ("json", "features used after overrides"),
+                "pid": ("int", "endpoint process"),
+                "day": ("date", "day of the request"),
+            },
+        ),
+    }
+    return schemas
+
+
+def schema_metadata(spec: DatasetSpec, asset: str) -> dict[str, dg.TableSchema]:
+    return {COLUMN_SCHEMA: column_schemas(spec)[asset]}
+
+
+def _deps(asset: str, columns: list[str]) -> list[dg.TableColumnDep]:
+    return [dg.TableColumnDep(asset_key=dg.AssetKey(asset), column_name=c) for c in columns]
+
+
+def features_lineage(spec: DatasetSpec) -> dg.TableColumnLineage:
+    deps = {c: _deps("raw_events", [c]) for c in spec.raw_feature_columns}
+    for key in spec.history_keys:
+        for col in (f"hist_{key}_mean", f"hist_{key}_n"):
+            deps[col] = _deps("outcome_stats", ["key_value", "n", "total"]) + _deps(
+                "raw_events", [key]
+            )
+    deps[spec.event_key] = _deps("raw_events", [spec.event_key])
+    return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def predictions_lineage(spec: DatasetSpec) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            "prediction": _deps("features", list(spec.model_feature_columns)),
+            "model_version": _deps("champion", ["champion_version"]),
+            spec.event_key: _deps("features", [spec.event_key]),
+        }
+    )
+
+
+def business_lineage(spec: DatasetSpec) -> dg.TableColumnLineage:
+    deps = {
+        "actual": _deps("raw_outcomes", [spec.target]),
+        "predicted": _deps("predictions", ["prediction"]),
+        "wape": _deps("predictions", ["prediction"]) + _deps("raw_outcomes", [spec.target]),
+        "bias": _deps("predictions", ["prediction"]) + _deps("raw_outcomes", [spec.target]),
+        spec.segment_column: _deps("predictions", [spec.segment_column]),
+    }
+    if spec.cost_column:
+        deps["cost"] = _deps("raw_events", [spec.cost_column])
+        deps["cost_per_outcome_actual"] = _deps("raw_events", [spec.cost_column]) + _deps(
+            "raw_outcomes", [spec.target]
+        )
+    return dg.TableColumnLineage(deps_by_column=deps)
