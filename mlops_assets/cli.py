@@ -135,6 +135,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_assets.bench import run_benchmark
+
+    return run_benchmark(Path(args.out), quick=args.quick)
+
+
 def _print_leaderboard(wh, schema: str, metric: str) -> None:
     if not wh.table_exists("champion"):
         print("  no champion yet: not enough labeled days for a training window")
@@ -228,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", default="scheduled release", help="why, for the log")
     promote.add_argument("--dry-run", action="store_true", help="show what would happen")
     promote.set_defaults(func=cmd_promote)
+    bench = sub.add_parser(
+        "bench", help="benchmark the endpoint, batch path, orchestration, backfill and scale"
+    )
+    bench.add_argument("--out", required=True, help="JSON results (a .md table goes next to it)")
+    bench.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mlops_assets.environments import validate_identifier
+from mlops_assets.environments import ENVIRONMENTS, validate_identifier
 
 SOURCE_KINDS = ("simulator", "csv", "parquet", "duckdb")
 CADENCES = ("daily", "weekly")
@@ -241,8 +241,26 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     return spec
 
 
-def load_spec(path: str | Path, validate_source: bool = True) -> DatasetSpec:
-    """Load a spec file and check it against its source's columns and types."""
+def check_source_location(spec: DatasetSpec, data_dir: Path) -> None:
+    """Refuse a source file inside an environment's folder of ``data_dir``: a dataset must not
+    read any environment's state (another environment's data, or its own warehouse)."""
+    if spec.source.path is None:
+        return
+    path = spec.source.path.resolve()
+    for env in ENVIRONMENTS:
+        folder = (Path(data_dir) / env).resolve()
+        if path.is_relative_to(folder):
+            raise SpecError(
+                f"dataset spec field 'source.path': {path} lies inside the data folder of the "
+                f"{env!r} environment ({folder}); a source must not read an environment's state"
+            )
+
+
+def load_spec(
+    path: str | Path, validate_source: bool = True, data_dir: Path | None = None
+) -> DatasetSpec:
+    """Load a spec file and check it against its source's columns and types and, given the
+    data folder, refuse a source inside an environment's folder."""
     path = Path(path)
     if not path.exists():
         raise SpecError(f"dataset spec file {path} does not exist (MLOPS_DATASET)")
@@ -252,6 +270,8 @@ def load_spec(path: str | Path, validate_source: bool = True) -> DatasetSpec:
         raise SpecError(f"dataset spec file {path} is not valid YAML: {exc}") from exc
     spec = parse_spec(raw, path.parent)
     spec = DatasetSpec(**{**spec.__dict__, "path": path})
+    if data_dir is not None:
+        check_source_location(spec, data_dir)
     if validate_source:
         from mlops_assets.storage.sources import source_schema
 

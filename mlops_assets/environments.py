@@ -143,6 +143,39 @@ def _parse_as_of(raw: str | None) -> datetime | None:
         raise SettingsError(f"MLOPS_AS_OF={raw!r} is not an ISO date or datetime") from exc
 
 
+# Every path an environment writes; each must resolve inside $MLOPS_DATA_DIR/<env>/.
+STATE_PATHS = (
+    "env_dir",
+    "warehouse_path",
+    "online_store_path",
+    "request_log_dir",
+    "mlflow_db_path",
+    "mlflow_artifacts_dir",
+    "reports_dir",
+    "alerts_path",
+    "dagster_home",
+)
+
+
+def check_state_paths(settings: Settings) -> Settings:
+    """Refuse an environment whose state would land outside its own folder: every state path,
+    symbolic links followed, must lie inside ``$MLOPS_DATA_DIR/<env>/`` (a link from ``dev/``
+    or one of its entries into ``prod/``, or anywhere else, is refused)."""
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise SettingsError(f"MLOPS_DATA_DIR={settings.data_dir} is not a directory")
+    home = settings.env_dir
+    for name in STATE_PATHS:
+        path = getattr(settings, name)
+        resolved = path.resolve()
+        if not resolved.is_relative_to(home):
+            raise SettingsError(
+                f"the {settings.env} environment's {name} {path} resolves to {resolved}, outside "
+                f"{home} (a symbolic link?); an environment keeps all its state under "
+                "$MLOPS_DATA_DIR/<env>/"
+            )
+    return settings
+
+
 def load_settings(
     env: str | None = None,
     data_dir: str | Path | None = None,
@@ -157,7 +190,7 @@ def load_settings(
     root = Path(data_dir or os.environ.get("MLOPS_DATA_DIR") or REPO_ROOT / "data")
     dataset_path = Path(dataset or os.environ.get("MLOPS_DATASET") or DEFAULT_DATASET)
     schema = validate_identifier(os.environ.get("MLOPS_SCHEMA", "mlops"), "MLOPS_SCHEMA")
-    return Settings(
+    settings = Settings(
         env=name,
         data_dir=root.resolve(),
         dataset_path=dataset_path.resolve(),
@@ -165,3 +198,4 @@ def load_settings(
         schema=schema,
         thresholds=_THRESHOLDS[name],
     )
+    return check_state_paths(settings)

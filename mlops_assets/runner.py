@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,6 +26,10 @@ ALL_DAILY = ("raw_events", "raw_outcomes", "outcome_stats", "features", "labeled
 BEFORE_OUTCOMES = ("raw_events", "features")
 
 LANDED_ASSETS = ("raw_outcomes", "outcome_stats", "labeled_examples")
+# Every run this module starts names the process and host that execute it, so a later runner
+# can tell a run whose process died (SIGKILL, out of memory) from one still running.
+RUNNER_PID_TAG = "mlops/runner_pid"
+RUNNER_HOST_TAG = "mlops/runner_host"
 
 
 @dataclass
@@ -59,6 +64,52 @@ def ensure_instance(settings: Settings) -> dg.DagsterInstance:
         shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
+
+
+def runner_tags() -> dict[str, str]:
+    return {RUNNER_PID_TAG: str(os.getpid()), RUNNER_HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs a runner on this host started whose process is gone, and free their
+    pool slots; return their ids.
+
+    A run whose process is killed stays STARTED and keeps its `warehouse` pool slot, so every
+    later warehouse step of every run would wait for that slot forever."""
+    host = socket.gethostname()
+    filters = dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+        tags={RUNNER_HOST_TAG: host},
+    )
+    failed = []
+    for run in instance.get_runs(filters=filters):
+        pid = int(run.tags.get(RUNNER_PID_TAG) or 0)
+        if pid <= 0 or _alive(pid):
+            continue
+        instance.report_run_failed(
+            run, f"the process {pid} on {host} that ran this run is gone (killed?)"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        failed.append(run.run_id)
+    return failed
+
+
+def _execute(job, instance: dg.DagsterInstance, tags: dict[str, str] | None = None, **kwargs):
+    """One in-process run of ``job``, tagged with this process, after failing dead runs."""
+    fail_dead_runs(instance)
+    return job.execute_in_process(
+        instance=instance, tags={**(tags or {}), **runner_tags()}, raise_on_error=False, **kwargs
+    )
 
 
 def _contiguous(days: list[date]) -> list[tuple[date, date]]:
@@ -102,20 +153,15 @@ def run_days(
     batches = [(r, ALL_DAILY) for r in _contiguous(landed)]
     batches += [(r, BEFORE_OUTCOMES) for r in _contiguous(pending)]
     for (first, last), names in batches:
-        result = job.execute_in_process(
-            instance=instance,
-            tags=range_tags(first, last),
-            asset_selection=[dg.AssetKey(n) for n in names],
-            raise_on_error=False,
+        result = _execute(
+            job, instance, range_tags(first, last), asset_selection=[dg.AssetKey(n) for n in names]
         )
         label = f"{first}..{last}"
         summary.add(result, label)
         state = "ok" if result.success else "FAILED"
         progress(f"daily assets {label}: {state} ({', '.join(names)})")
     online = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey("online_features")])
-    result = online.execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey("online_features")], raise_on_error=False
-    )
+    result = _execute(online, instance, asset_selection=[dg.AssetKey("online_features")])
     summary.add(result, "online_features")
     progress(f"online store published: {'ok' if result.success else 'FAILED'}")
     return summary
@@ -150,7 +196,7 @@ def run_training(
     summary = summary or RunSummary()
     job = defs.resolve_job_def(TRAINING_JOB)
     for key in partitions:
-        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        result = _execute(job, instance, partition_key=key)
         summary.add(result, f"training {key}")
         state = "ok" if result.success else "FAILED"
         decision = ""
@@ -181,11 +227,8 @@ def run_scoring(
     batches = [(r, ["predictions"]) for r in _contiguous(days)]
     batches += [(r, ["drift_report"]) for r in _contiguous(watched)]
     for (first, last), names in batches:
-        result = job.execute_in_process(
-            instance=instance,
-            tags=range_tags(first, last),
-            asset_selection=[dg.AssetKey(n) for n in names],
-            raise_on_error=False,
+        result = _execute(
+            job, instance, range_tags(first, last), asset_selection=[dg.AssetKey(n) for n in names]
         )
         label = f"{first}..{last}"
         summary.add(result, f"{names[0]} {label}")
@@ -210,9 +253,7 @@ def run_metrics(
     job = defs.resolve_job_def(METRICS_JOB)
     landed = [d for d in days if settings.today() >= d + lag]
     for first, last in _contiguous(landed):
-        result = job.execute_in_process(
-            instance=instance, tags=range_tags(first, last), raise_on_error=False
-        )
+        result = _execute(job, instance, range_tags(first, last))
         label = f"{first}..{last}"
         summary.add(result, f"metrics {label}")
         progress(f"business metrics {label}: {'ok' if result.success else 'FAILED'}")

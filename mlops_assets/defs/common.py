@@ -47,7 +47,8 @@ class Project:
 @cache
 def _project(env: str, data_dir: str, dataset: str, as_of: datetime | None) -> Project:
     settings = load_settings(env, data_dir, dataset)
-    return Project(settings=settings, spec=load_spec(settings.dataset_path))
+    spec = load_spec(settings.dataset_path, data_dir=settings.data_dir)
+    return Project(settings=settings, spec=spec)
 
 
 def project() -> Project:
@@ -123,5 +124,23 @@ def when_landed(label_lag_days: int, lookback_days: int = 7) -> dg.AutomationCon
 
 
 def after_blocking_checks(condition: dg.AutomationCondition) -> dg.AutomationCondition:
-    """``condition``, and every upstream asset's blocking checks passed."""
-    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    """``condition``, and no blocking check of the upstream partitions it reads has failed.
+
+    "Not failed" rather than "passed": a range run (a single-run backfill) records its check
+    results without a partition, so the days it built have no per-day result and must not
+    wait for one."""
+    A = dg.AutomationCondition
+    no_failed_check = A.all_checks_match(~A.check_failed(), blocking_only=True)
+    return condition & A.all_deps_match(no_failed_check).with_label(
+        "no upstream blocking check failed"
+    )
+
+
+def after_latest_blocking_checks(condition: dg.AutomationCondition) -> dg.AutomationCondition:
+    """``condition``, and the newest partition of each upstream asset failed no blocking check
+    (for an asset that reads every upstream partition, such as the online store)."""
+    A = dg.AutomationCondition
+    no_failed_check = A.all_checks_match(~A.check_failed(), blocking_only=True)
+    return condition & A.all_deps_match(A.in_latest_time_window() & no_failed_check).with_label(
+        "no blocking check failed on the newest upstream partition"
+    )

@@ -36,8 +36,17 @@ class MlflowResource(dg.ConfigurableResource):
     ui_base: str = "http://127.0.0.1:5000"
 
     def experiment_id(self) -> str:
-        """Point MLflow at this store (once per process) and return the experiment id."""
-        return _configure(self.tracking_uri, self.artifacts_dir, self.experiment)
+        """Point MLflow at this store and return the experiment id (created once per process).
+
+        The process-wide MLflow URIs are set on every call: one process may serve several
+        environments, and a run must never land in another environment's store."""
+        import mlflow
+
+        experiment_id = _configure(self.tracking_uri, self.artifacts_dir, self.experiment)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
 
 
 class AlertSinkResource(dg.ConfigurableResource):

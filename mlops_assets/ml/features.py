@@ -7,7 +7,7 @@ it is handed.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -51,6 +51,16 @@ def schema_problems(
     return problems
 
 
+def require_day_ended(spec: DatasetSpec, day: date, now: datetime) -> None:
+    """Refuse to read the events of a day the pipeline's clock has not seen end: a source that
+    already holds rows dated after the clock (a replay, a mistyped year) must not feed them."""
+    if day >= now.date():
+        raise DataContractError(
+            f"{spec.event_noun}s of {day}: the day has not ended by the pipeline's clock "
+            f"({now:%Y-%m-%d %H:%M}); rows dated after the clock are not read"
+        )
+
+
 def validate_events(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
     """Refuse a day of events that would poison everything downstream, naming the problem."""
     what = f"{spec.event_noun}s of {day}"
@@ -80,7 +90,18 @@ def validate_outcomes(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.D
 
 
 def outcome_stats(spec: DatasetSpec, events: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-    """Per day and history key value: events with a landed outcome and their total outcome."""
+    """Per day and history key value: events with a landed outcome and their total outcome.
+
+    Refuses events with duplicate keys: each duplicate would count its outcome again."""
+    key = pl.col(spec.event_key)
+    dupes = events.filter(key.is_duplicated())
+    if dupes.height:
+        days = sorted(str(d) for d in dupes[spec.date_column].cast(pl.Date).unique())
+        raise DataContractError(
+            f"{spec.event_noun}s of {', '.join(days)} hold {dupes[spec.event_key].n_unique()} "
+            f"duplicate {spec.event_key!r} values; their {spec.outcome_noun} would count more "
+            "than once in the history statistics"
+        )
     joined = events.select(spec.event_key, *spec.history_keys).join(
         outcomes.select(spec.event_key, spec.date_column, spec.target), on=spec.event_key
     )

@@ -89,8 +89,19 @@ def score_incumbent(registry: Registry, holdout: pl.DataFrame, spec: DatasetSpec
     version = mlreg.get_alias_version(registry.model_name, CHAMPION_ALIAS, registry.tracking_uri)
     if version is None:
         return None
-    model = mlreg.load_model_version(registry.model_name, version, registry.tracking_uri)
-    metrics, _ = score(model, holdout, spec)
+    try:
+        model = mlreg.load_model_version(registry.model_name, version, registry.tracking_uri)
+        metrics, _ = score(model, holdout, spec)
+    except Exception as exc:
+        # An incumbent that no longer loads scores worst (a broken champion must not block
+        # its replacement); the chosen candidate still has to pass champion_serves.
+        return Entry(
+            name="incumbent:unloadable",
+            role=MODEL,
+            version=version,
+            metrics={},
+            extra={"error": f"{type(exc).__name__}: {exc}"[:500]},
+        )
     tags = mlreg.version_tags(registry.model_name, version, registry.tracking_uri)
     return Entry(
         name=f"incumbent:{tags.get('candidate', model.candidate)}",

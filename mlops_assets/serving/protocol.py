@@ -139,6 +139,8 @@ def load_json(body: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise RequestError(MALFORMED_JSON, f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise RequestError(MALFORMED_JSON, "the body's JSON is nested too deeply") from None
 
 
 def parse_predict(payload: Any, schema: FeatureSchema, max_keys: int) -> PredictRequest:
@@ -210,6 +212,14 @@ def parse_keys(
     return keys, objects
 
 
+def _finite(value: int | float) -> bool:
+    """Whether a JSON number is a finite float (an integer beyond float range is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def parse_overrides(raw: Any, schema: FeatureSchema) -> dict[str, Any]:
     """The overrides, checked: known non-key model features, numbers or strings by kind."""
     if raw is None:
@@ -231,7 +241,7 @@ def parse_overrides(raw: Any, schema: FeatureSchema) -> dict[str, Any]:
                     INVALID_OVERRIDE,
                     f"overrides.{name} must be a number, got {_type_name(value)} {_short(value)}",
                 )
-            if not math.isfinite(value):
+            if not _finite(value):
                 raise RequestError(INVALID_OVERRIDE, f"overrides.{name} must be finite")
         elif name in schema.categorical:
             if not isinstance(value, str):

@@ -46,7 +46,7 @@ def serve(
         )
     config = ServingConfig(**{k: v for k, v in options.items() if v is not None})
     settings = load_settings(env)
-    spec = load_spec(settings.dataset_path)
+    spec = load_spec(settings.dataset_path, data_dir=settings.data_dir)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=getattr(logging, str(log_level).upper(), logging.INFO),

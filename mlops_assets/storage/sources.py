@@ -14,6 +14,10 @@ class OutcomesNotLanded(RuntimeError):
     """Outcomes of a day are asked for before they land."""
 
 
+class SourceReadError(ValueError):
+    """The source file or table cannot be read (e.g. a value of the wrong type in a column)."""
+
+
 def _kind(dtype: pl.DataType) -> str:
     if dtype.is_numeric():
         return NUMERIC
@@ -55,7 +59,13 @@ def _simulator(spec: DatasetSpec):
 
 def _file_day(spec: DatasetSpec, day: date) -> pl.DataFrame:
     col = pl.col(spec.date_column)
-    return _scan(spec).filter(col.cast(pl.Date) == day).collect()
+    try:
+        return _scan(spec).filter(col.cast(pl.Date) == day).collect()
+    except pl.exceptions.ComputeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise SourceReadError(
+            f"{spec.source.kind} source {spec.source.path} cannot be read for {day}: {reason}"
+        ) from exc
 
 
 def read_events(spec: DatasetSpec, day: date) -> pl.DataFrame:

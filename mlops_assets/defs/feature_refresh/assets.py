@@ -13,6 +13,7 @@ from mlops_assets.defs.common import (
     WAREHOUSE_POOL,
     Project,
     after_blocking_checks,
+    after_latest_blocking_checks,
     eager_within,
     partition_days,
     project,
@@ -51,7 +52,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def outcome_stats(raw_events: pl.DataFrame, raw_outcomes: pl.DataFrame) -> pl.DataFrame:
-        return F.outcome_stats(spec, raw_events, raw_outcomes)
+        try:
+            return F.outcome_stats(spec, raw_events, raw_outcomes)
+        except F.DataContractError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     @dg.asset(
         name="features",
@@ -116,7 +120,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="online_features",
         group_name="feature_refresh",
-        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
+        automation_condition=after_latest_blocking_checks(dg.AutomationCondition.eager()),
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars", "parquet"},

@@ -92,6 +92,13 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         history = wh.read(promotion.HISTORY_TABLE)
         days = partition_days(context)
         day_rows = features.filter(pl.col(spec.date_column).is_in(days))
+        missing = sorted(set(days) - set(day_rows[spec.date_column].unique().to_list()))
+        if missing:
+            raise dg.Failure(
+                description=f"no features for {', '.join(map(str, missing))}: nothing to "
+                "predict (a day whose source broke has none; materialize its features first)",
+                allow_retries=False,
+            )
         try:
             frame = inference.predict_days(
                 spec,

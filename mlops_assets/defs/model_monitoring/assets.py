@@ -18,6 +18,7 @@ from mlops_assets.defs.common import (
     severity,
     table_metadata,
 )
+from mlops_assets.defs.inference.assets import champion_in_force_mapping
 from mlops_assets.defs.model_monitoring.checks import (
     DRIFT_SHARE,
     NULL_SHARE,
@@ -108,7 +109,9 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         automation_condition=eager_within(7),
         metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
         ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},
-        deps=["drift_reference"],
+        # The reference of the champion that made the day's predictions, not of the training
+        # week the day falls in (that one is trained after the day and would redo its report).
+        deps=[dg.AssetDep("drift_reference", partition_mapping=champion_in_force_mapping(p))],
         check_specs=drift_check_specs(p),
         description=p.words(
             "Has the world moved away from what the champion learnt? An Evidently data-drift "

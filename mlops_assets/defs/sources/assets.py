@@ -14,8 +14,18 @@ from mlops_assets.defs.common import (
     table_metadata,
     when_landed,
 )
-from mlops_assets.ml.features import DataContractError, validate_events, validate_outcomes
-from mlops_assets.storage.sources import OutcomesNotLanded, read_events, read_outcomes
+from mlops_assets.ml.features import (
+    DataContractError,
+    require_day_ended,
+    validate_events,
+    validate_outcomes,
+)
+from mlops_assets.storage.sources import (
+    OutcomesNotLanded,
+    SourceReadError,
+    read_events,
+    read_outcomes,
+)
 
 OWNERS = ["team:data-engineering"]
 
@@ -42,14 +52,13 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def raw_events(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        now = p.settings.now()
         try:
-            return pl.concat(
-                [
-                    validate_events(spec, read_events(spec, day), day)
-                    for day in partition_days(context)
-                ]
-            )
-        except DataContractError as exc:
+            days = partition_days(context)
+            for day in days:
+                require_day_ended(spec, day, now)
+            return pl.concat([validate_events(spec, read_events(spec, day), day) for day in days])
+        except (DataContractError, SourceReadError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     @dg.asset(
@@ -77,7 +86,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
                     for day in partition_days(context)
                 ]
             )
-        except (OutcomesNotLanded, DataContractError) as exc:
+        except (OutcomesNotLanded, DataContractError, SourceReadError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     return [raw_events, raw_outcomes]
