@@ -23,6 +23,14 @@ def _partition(tags: dict[str, str]) -> str:
     return ""
 
 
+def _reason(error) -> str:
+    """What went wrong: the user code's own exception rather than the Dagster error wrapping it
+    ("Error occurred while executing op ...", which names no cause)."""
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
+
+
 @dg.run_failure_sensor(
     name=RUN_FAILURE_SENSOR,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -37,7 +45,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertSinkR
         failures = context.get_step_failure_events()
         message = (
             "; ".join(
-                f"{e.step_key}: {e.event_specific_data.error.message.strip()[:300]}"
+                f"{e.step_key}: {_reason(e.event_specific_data.error)[:300]}"
                 for e in failures
                 if e.event_specific_data and e.event_specific_data.error
             )

@@ -52,6 +52,10 @@ class RegistryError(LookupError):
     """A registered model, version or alias the caller asked for does not exist."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be opened or read; the message names it."""
+
+
 @dataclass(frozen=True)
 class LoggedCandidate:
     """Where a candidate's run and model version live."""
@@ -84,8 +88,15 @@ def configure(tracking_uri: str, artifacts_dir: str | Path, experiment_name: str
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    client = _client(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
+    try:
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise StoreUnavailable(
+            f"the MLflow tracking store {tracking_uri} cannot be used: "
+            f"{type(exc).__name__}: {reason}"
+        ) from exc
     if experiment is None:
         location = Path(artifacts_dir).resolve()
         location.mkdir(parents=True, exist_ok=True)

@@ -37,38 +37,40 @@ class ReleasePlan:
     checks: dict[str, bool]
 
 
-def champion_checks(settings: Settings, version: str) -> dict[str, bool]:
-    """Results of the champion asset's checks in the run that made ``version`` champion."""
+def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
+    """The latest champion decision of an environment (its training date) and the results of
+    the champion asset's checks in the run that made it."""
     import dagster as dg
     from dagster._core.events import DagsterEventType
 
     from mlops_assets.storage.warehouse import Warehouse
 
     history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
-    if history.is_empty():
-        raise PromotionError(f"{settings.env} has no champion history: cannot verify its checks")
-    made = history.filter(
-        (history["to_version"] == version) & history["action"].is_in(["promote", "first"])
-    ).sort("decided_at")
-    if made.is_empty():
-        raise PromotionError(
-            f"{settings.env} champion v{version} was not promoted by the champion step "
-            "(no promote/first row in its history): cannot verify its checks"
-        )
-    run_id = made["dagster_run_id"][-1]
+    decisions = (
+        history.filter(~history["dry_run"] & (history["action"] != "rollback"))
+        if history.height
+        else history
+    )
+    if decisions.is_empty():
+        raise PromotionError(f"{settings.env} has no champion decision: cannot verify its checks")
+    latest = decisions.sort("decided_at").row(-1, named=True)
     home = settings.dagster_home
     if not (home / "dagster.yaml").exists():
         raise PromotionError(f"{settings.env} Dagster instance not found at {home}")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        records = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        records = instance.all_logs(
+            latest["dagster_run_id"], of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        )
     checks = {}
     for record in records:
         evaluation = record.dagster_event.event_specific_data
         if evaluation.asset_key == dg.AssetKey("champion"):
             checks[evaluation.check_name] = bool(evaluation.passed)
     if not checks:
-        raise PromotionError(f"run {run_id} in {settings.env} reported no champion checks")
-    return checks
+        raise PromotionError(
+            f"the run of {settings.env}'s latest champion decision reported no checks"
+        )
+    return str(latest["training_date"]), checks
 
 
 def _client(uri: str):
@@ -89,12 +91,12 @@ def plan(source: Settings, target: Settings, approved_by: str | None, reason: st
     version = registry.get_alias_version(name, CHAMPION_ALIAS, source.mlflow_tracking_uri)
     if version is None:
         raise PromotionError(f"{source.env} has no champion to promote")
-    checks = champion_checks(source, version)
+    decided, checks = champion_checks(source)
     failed = sorted(c for c, ok in checks.items() if not ok)
     if failed:
         raise PromotionError(
-            f"{source.env} champion v{version} did not pass its blocking checks: "
-            + ", ".join(failed)
+            f"{source.env}'s latest champion decision (training date {decided}) did not pass "
+            f"its blocking checks: {', '.join(failed)}; champion v{version} is not promoted"
         )
     source_run = registry.version_run_id(name, version, source.mlflow_tracking_uri)
     if target.mlflow_db_path.exists():
