@@ -41,7 +41,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"days={days[0]}..{days[-1]} data={settings.env_dir}"
     )
     summary = run_days(defs, instance, settings, days, progress=print)
-    run_training(defs, instance, training_partitions(days[0], today), print, summary)
+    dates = training_partitions(days[0], today)[-max(args.training_dates, 1) :]
+    run_training(defs, instance, dates, print, summary)
     served_from = first_champion_day(settings)
     if served_from is not None:
         served = [d for d in days if d >= served_from]
@@ -214,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (MLOPS_ENV)")
     demo.add_argument(
         "--drift-days", type=int, default=7, help="days with a drift report (default 7)"
+    )
+    demo.add_argument(
+        "--training-dates",
+        type=int,
+        default=2,
+        help="latest training dates to train and decide (default 2: a first champion, then a "
+        "challenge)",
     )
     demo.set_defaults(func=cmd_demo)
     from mlops_assets.serving.server import add_arguments
