@@ -65,6 +65,21 @@ def test_every_asset_is_catalogued(defs: dg.Definitions) -> None:
             assert spec.group_name == FOUNDATION_ASSETS[name], name
 
 
+def test_every_table_has_a_described_column_schema(defs: dg.Definitions) -> None:
+    """Every asset stored in the warehouse carries dagster/column_schema, each column described,
+    and the schema of a partitioned table names its partition column."""
+    for spec in defs.resolve_all_asset_specs():
+        name = spec.key.to_user_string()
+        schema = spec.metadata.get("dagster/column_schema")
+        assert isinstance(schema, dg.TableSchema), name
+        assert schema.columns, name
+        for column in schema.columns:
+            assert column.description and column.type, (name, column.name)
+        partition_column = spec.metadata.get("partition_column")
+        if partition_column:
+            assert partition_column in {c.name for c in schema.columns}, name
+
+
 def test_descriptions_use_the_dataset_words(defs: dg.Definitions) -> None:
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert "TV ad airing" in specs["raw_events"].description

@@ -152,6 +152,15 @@ def test_business_metrics_match_the_stored_tables(bound: Pipeline) -> None:
     ):
         result = _run(monitored, job, assets, day)
         assert result.success, failure_messages(result)
+    event = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("business_metrics")
+    )
+    lineage = event.materialization.metadata["dagster/column_lineage"].value
+    sources = {dep.asset_key.to_user_string() for dep in lineage.deps_by_column["wape"]}
+    assert sources == {"predictions", "raw_outcomes"}
+    assert {d.asset_key.to_user_string() for d in lineage.deps_by_column["cost"]} == {"raw_events"}
     stored = monitored.rows("business_metrics", day)
     total = stored.filter(pl.col("network") == "ALL").row(0, named=True)
 
