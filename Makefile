@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check mlops_assets mlops_assets_tests
 	$(BIN)/ruff format --check mlops_assets mlops_assets_tests
 
-# The deploy tests start a private PostgreSQL server; install its binaries only if none exist.
+# The deploy tests start a private PostgreSQL server and the UI tests drive Debian's Chromium
+# (never `playwright install`); install each only if it is missing.
 system-deps:
 	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 		echo "system-deps: PostgreSQL server found: $$(ls /usr/lib/postgresql/*/bin/postgres | tail -n 1)"; \
@@ -33,6 +34,13 @@ system-deps:
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		echo "system-deps: no PostgreSQL server; running: $$sudo apt-get update && $$sudo apt-get install -y postgresql"; \
 		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y postgresql; \
+	fi
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "system-deps: Chromium found: /usr/bin/chromium"; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "system-deps: no /usr/bin/chromium; running: $$sudo apt-get update && $$sudo apt-get install -y chromium"; \
+		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; \
 	fi
 
 test: $(STAMP) system-deps lint
