@@ -230,12 +230,6 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
                 f"dataset spec: key column {key!r} (serving_keys/history_keys) must also be "
                 "listed in 'categorical_features'"
             )
-    for col in spec.monitored_features:
-        if col not in spec.raw_feature_columns:
-            raise SpecError(
-                f"dataset spec field 'monitored_features': {col!r} is not a numeric or "
-                "categorical feature"
-            )
     if segment not in spec.categorical_features:
         raise SpecError(f"dataset spec field 'segment_column': {segment!r} must be categorical")
     return spec
@@ -276,7 +270,18 @@ def load_spec(
         from mlops_assets.storage.sources import source_schema
 
         check_columns(spec, source_schema(spec))
+    check_monitored(spec)
     return spec
+
+
+def check_monitored(spec: DatasetSpec) -> None:
+    """Every monitored feature must be one of the spec's raw features."""
+    for col in spec.monitored_features:
+        if col not in spec.raw_feature_columns:
+            raise SpecError(
+                f"dataset spec field 'monitored_features': {col!r} is not a numeric or "
+                "categorical feature"
+            )
 
 
 def check_columns(spec: DatasetSpec, schema: dict[str, str]) -> None:

@@ -36,7 +36,7 @@ def test_registry_has_baselines_and_two_lightgbm_models() -> None:
     assert small.params != large.params
     for lgbm in (small, large):
         assert lgbm.params["deterministic"] is True and lgbm.params["force_col_wise"] is True
-        assert lgbm.params["num_threads"] == 2
+        assert lgbm.params["num_threads"] == 1
 
 
 def test_bad_names_and_roles_are_refused() -> None:
