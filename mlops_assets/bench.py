@@ -66,6 +66,7 @@ SERVING_KEYS = 64
 HEAVY_MODULES = ("mlflow", "evidently", "lightgbm")
 GIB = 1 << 30
 MIB = 1 << 20
+LOAD_KEY = "load_average_at_start"
 WORKER_TIMEOUT = 1800
 SERVER_START_TIMEOUT = 180
 
@@ -90,7 +91,8 @@ class Plan:
     train_days: int
     holdout_days: int
     drift_days: int
-    training_dates: int
+    # Train only the last n training dates of the backfill (None: all of them).
+    training_dates: int | None
     cycle_repeats: int
     load_repeats: int
     scale_sizes: tuple[int, ...]
@@ -129,7 +131,7 @@ class Plan:
             train_days=28,
             holdout_days=7,
             drift_days=7,
-            training_dates=4,
+            training_dates=None,
             cycle_repeats=3,
             load_repeats=5,
             scale_sizes=(10_000, 100_000, 1_000_000),
@@ -139,9 +141,9 @@ class Plan:
 # Small helpers ------------------------------------------------------------------------------
 
 
-def _maxrss_bytes(who: int = resource.RUSAGE_SELF) -> int:
-    """The high-water mark of resident memory (Linux reports KiB)."""
-    return resource.getrusage(who).ru_maxrss * 1024
+def _maxrss_bytes() -> int:
+    """This process's high-water mark of resident memory (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _mib(n_bytes: float) -> float:
@@ -178,12 +180,13 @@ class RssWatch:
         self._thread.start()
         self.stages: dict[str, dict[str, float]] = {}
 
-    def _rss(self) -> int:
+    def rss(self) -> int:
+        """Resident memory now, in bytes."""
         return self._process.memory_info().rss
 
     def _sample(self) -> None:
         while not self._stop.wait(self._interval):
-            rss = self._rss()
+            rss = self.rss()
             if rss > self._peak:
                 self._peak = rss
 
@@ -192,12 +195,12 @@ class RssWatch:
         """Record ``name``'s seconds and peak RSS; the yielded dict takes extra figures."""
         extra: dict[str, float] = {}
         high_before = _maxrss_bytes()
-        self._peak = self._rss()
+        self._peak = self.rss()
         started = time.perf_counter()
         yield extra
         seconds = time.perf_counter() - started
         high_after = _maxrss_bytes()
-        peak = max(self._peak, self._rss(), high_after if high_after > high_before else 0)
+        peak = max(self._peak, self.rss(), high_after if high_after > high_before else 0)
         self.stages[name] = {"seconds": _r(seconds), "peak_rss_mib": _mib(peak), **extra}
 
     def close(self) -> None:
@@ -685,7 +688,7 @@ def bench_endpoint(plan: Plan, work: Path, world: World, info: dict[str, Any]) -
     null_cmd = [sys.executable, "-m", "mlops_assets.bench", "null-server", str(null_args)]
     with _server(null_cmd, _base_env(), work, logs / "null.log", port, None, signal.SIGTERM):
         seconds = max(1.0, plan.load_seconds / 2)
-        ceiling = _load(
+        null = _load(
             work,
             port,
             "/predict",
@@ -693,13 +696,21 @@ def bench_endpoint(plan: Plan, work: Path, world: World, info: dict[str, Any]) -
             [
                 {"name": "warmup", "kind": "saturation", "seconds": 0.3, "connections": 4},
                 {
+                    "name": "floor",
+                    "kind": "fixed_rate",
+                    "seconds": seconds,
+                    "connections": plan.fixed_connections,
+                    "rate": plan.rate,
+                },
+                {
                     "name": "ceiling",
                     "kind": "saturation",
                     "seconds": seconds,
                     "connections": plan.saturation_connections,
                 },
             ],
-        )["ceiling"]
+        )
+        ceiling, floor = null["ceiling"], null["floor"]
 
     port = _free_port()
     ours_cmd = [sys.executable, "-m", "mlops_assets.serving", "--host", "127.0.0.1"]
@@ -747,6 +758,8 @@ def bench_endpoint(plan: Plan, work: Path, world: World, info: dict[str, Any]) -
             "ceiling_rps": ceiling["rps"],
             "ceiling_generator_cpu_share": ceiling["generator_cpu_share"],
             "ceiling_connections": plan.saturation_connections,
+            "floor_p50_ms": floor["p50_ms"],
+            "floor_p99_ms": floor["p99_ms"],
             "fixed_rate": plan.rate,
             "fixed_rate_connections": plan.fixed_connections,
             "saturation_connections": plan.saturation_connections,
@@ -925,10 +938,10 @@ def _batch_worker(args: dict[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "threads": threads,
         "repeats": args["repeats"],
-        "predict_days": {"seconds": _r(best["ours"]), "rows_per_s": _r(rows / best["ours"], 0)},
+        "predict_days": {"seconds": _r(best["ours"]), "rows_per_s": round(rows / best["ours"])},
         "booster_predict": {
             "seconds": _r(best["bare"]),
-            "rows_per_s": _r(rows / best["bare"], 0),
+            "rows_per_s": round(rows / best["bare"]),
         },
         "encode_seconds": _r(best["encode"]),
         "ratio": _r(best["bare"] / best["ours"], 3),
@@ -939,18 +952,27 @@ def _batch_worker(args: dict[str, Any]) -> dict[str, Any]:
 # 3 and 4. Backfill and one daily cycle, in the pipeline world ---------------------------------
 
 
-def _run_stats(instance: Any, runs_before: int) -> dict[str, float]:
-    """Wall and step time of the runs recorded since the instance held ``runs_before`` runs."""
+def _run_stats(instance: Any, runs_before: int) -> dict[str, Any]:
+    """Wall and step time of the runs recorded since the instance held ``runs_before`` runs,
+    with the seconds of each step (asset) summed over those runs."""
     records = instance.get_runs(limit=max(0, instance.get_runs_count() - runs_before))
-    run_seconds = step_seconds = 0.0
-    for run in records:
+    run_seconds = 0.0
+    steps: dict[str, float] = {}
+    for run in reversed(records):
         stats = instance.get_run_stats(run.run_id)
         if stats.start_time and stats.end_time:
             run_seconds += stats.end_time - stats.start_time
         for step in instance.get_run_step_stats(run.run_id):
             if step.start_time and step.end_time:
-                step_seconds += step.end_time - step.start_time
-    return {"runs": len(records), "run_seconds": run_seconds, "step_seconds": step_seconds}
+                steps[step.step_key] = steps.get(step.step_key, 0.0) + (
+                    step.end_time - step.start_time
+                )
+    return {
+        "runs": len(records),
+        "run_seconds": run_seconds,
+        "step_seconds": sum(steps.values()),
+        "by_step": steps,
+    }
 
 
 def _direct_daily(p: Any, days: list[date], scratch: Path) -> int:
@@ -1124,7 +1146,7 @@ def _pipeline_worker(args: dict[str, Any]) -> dict[str, Any]:
         run_days(defs, instance, settings, days, summary=summary)
         extra["partitions"] = len(days)
     available = training_partitions(days[0], CYCLE_DAY)
-    partitions = available[-args["training_dates"] :]
+    partitions = available[-args["training_dates"] :] if args["training_dates"] else available
     with watch.stage("training") as extra:
         run_training(defs, instance, partitions, summary=summary)
         extra["partitions"] = len(partitions)
@@ -1190,7 +1212,7 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
     settings, day = p.settings, CYCLE_DAY
     inputs = _cycle_inputs(p, day)
 
-    def through_dagster(on: Any) -> dict[str, float]:
+    def through_dagster(on: Any) -> dict[str, Any]:
         runs_before = on.get_runs_count()
         cycle = RunSummary()
         started = time.perf_counter()
@@ -1202,13 +1224,13 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
             raise BenchError(f"the daily cycle of {day} failed: {cycle.failed_runs}")
         return {"seconds": wall, **_run_stats(on, runs_before)}
 
-    def directly() -> dict[str, float]:
+    def directly() -> dict[str, Any]:
         started = time.perf_counter()
         laps = _direct_cycle(p, day, inputs, scratch)
         return {"seconds": time.perf_counter() - started, **laps}
 
     directly()
-    samples: dict[str, list[dict[str, float]]] = {"dagster": [], "ephemeral": [], "direct": []}
+    samples: dict[str, list[dict[str, Any]]] = {"dagster": [], "ephemeral": [], "direct": []}
     with dg.DagsterInstance.ephemeral() as ephemeral:
         for _ in range(repeats):
             for name, measure in (
@@ -1219,18 +1241,19 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
                 gc.collect()
                 samples[name].append(measure())
 
-    def median_sample(name: str) -> dict[str, float]:
+    def median_sample(name: str) -> dict[str, Any]:
         middle = statistics.median(x["seconds"] for x in samples[name])
         return min(samples[name], key=lambda x: abs(x["seconds"] - middle))
 
     direct, dagster, ephemeral_run = (median_sample(n) for n in ("direct", "dagster", "ephemeral"))
 
-    def runs(sample: dict[str, float]) -> dict[str, Any]:
+    def runs(sample: dict[str, Any]) -> dict[str, Any]:
         return {
             "seconds": _r(sample["seconds"]),
             "runs": int(sample["runs"]),
             "run_seconds": _r(sample["run_seconds"]),
             "step_seconds": _r(sample["step_seconds"]),
+            "by_step": {k: _r(v) for k, v in sample["by_step"].items()},
             "ratio": _r(sample["seconds"] / direct["seconds"], 2),
         }
 
@@ -1333,6 +1356,7 @@ def _scale_worker(args: dict[str, Any]) -> dict[str, Any]:
         history.append(outcome_stats(spec, *simulate_day(prior, config)))
     stats = pl.concat(history)
     setup_seconds = time.perf_counter() - setup_started
+    baseline = _mib(watch.rss())
 
     with watch.stage("simulate") as extra:
         events, outcomes = simulate_day(day, config)
@@ -1368,6 +1392,7 @@ def _scale_worker(args: dict[str, Any]) -> dict[str, Any]:
         "candidate": candidate.name,
         "max_train_rows": spec.training.max_train_rows,
         "history_setup_seconds": _r(setup_seconds),
+        "baseline_rss_mib": baseline,
         "stages": watch.stages,
         "seconds": _r(sum(s["seconds"] for s in watch.stages.values())),
         "peak_rss_mib": _mib(peak),
@@ -1422,10 +1447,12 @@ def _targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def _fmt(value: Any) -> str:
+    """Numbers for a table: fewer decimals the larger they are."""
     if isinstance(value, float):
         if math.isnan(value):
             return "n/a"
+        digits = 0 if abs(value) >= 1000 else 1 if abs(value) >= 100 else 2
         return f"{value:,.{digits}f}"
     if isinstance(value, int):
         return f"{value:,}"
@@ -1469,6 +1496,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for key, title in SECTION_TITLES.items():
         section = results.get(key, {})
         lines += ["", f"## {title}", ""]
+        if LOAD_KEY in section:
+            lines += [f"Load average (1 min) when this section started: {section[LOAD_KEY]}.", ""]
         if "error" in section:
             lines.append(f"Failed: {section['error'][:1500]}")
             continue
@@ -1499,9 +1528,11 @@ def _render_endpoint(s: dict[str, Any]) -> list[str]:
         f"Model v{model['version']} ({model['candidate']}, {model['trees']} trees, "
         f"{model['features']} features), one key per request over {model['distinct_request_keys']}"
         f" keys; both servers predict the same (max difference "
-        f"{model['max_abs_prediction_difference']:.2g}). Load generator: {gen['tool']}; its "
-        f"ceiling against a null HTTP server is {gen['ceiling_rps']:,.0f} req/s with "
-        f"{gen['ceiling_connections']} connections. {gen['phase_seconds']:.0f} s per phase; "
+        f"{model['max_abs_prediction_difference']:.2g}). Load generator: {gen['tool']}. Against "
+        f"a null HTTP server (answers at once) it reaches {gen['ceiling_rps']:,.0f} req/s with "
+        f"{gen['ceiling_connections']} connections, and at {gen['fixed_rate']} req/s measures "
+        f"p50 {gen['floor_p50_ms']:.2f} ms, p99 {gen['floor_p99_ms']:.2f} ms (its own and "
+        f"loopback's share of every latency below). {gen['phase_seconds']:.0f} s per phase; "
         f"fixed rate open loop on {gen['fixed_rate_connections']} connections, saturation closed "
         f"loop on {gen['saturation_connections']}. Saturation ratio: "
         f"{s['saturation_ratio']:.1f}x.",
@@ -1545,6 +1576,16 @@ def _render_orchestration(s: dict[str, Any]) -> list[str]:
         f"{s['ratio']:.2f}x, overhead {s['overhead_seconds']:.2f} s per cycle.",
         "",
         *_table(["path", "seconds", "vs direct", "detail"], rows),
+        "",
+        "Seconds per Dagster step (input loading, the asset body, storing the output, checks):",
+        "",
+        *_table(
+            ["step", "SQLite instance", "in-memory instance"],
+            [
+                [step, seconds, s["dagster_ephemeral"]["by_step"].get(step, math.nan)]
+                for step, seconds in s["dagster"]["by_step"].items()
+            ],
+        ),
     ]
 
 
@@ -1556,10 +1597,10 @@ def _render_backfill(s: dict[str, Any]) -> list[str]:
     return [
         f"{s['days']} days ({s['first_day']}..{s['last_day']}, {s['airings_per_day']} airings a "
         f"day) through the runner on the environment's Dagster instance: {s['runs']} runs, "
-        f"{s['asset_partitions']} asset partitions, the last {len(s['training_dates'])} of "
-        f"{s['training_dates_available']} training dates. Wall {s['wall_seconds']:.1f} s, peak "
-        f"RSS {s['peak_rss_mib']:,.0f} MiB. The daily refresh takes "
-        f"{s['per_partition_seconds']:.3f} s per day; the same functions directly take "
+        f"{s['asset_partitions']} asset partitions, {len(s['training_dates'])} training dates "
+        f"(of {s['training_dates_available']} whose window fits the days). Wall "
+        f"{s['wall_seconds']:.1f} s, peak RSS {s['peak_rss_mib']:,.0f} MiB. The daily refresh "
+        f"takes {s['per_partition_seconds']:.3f} s per day; the same functions directly take "
         f"{s['daily_refresh_direct_seconds']:.2f} s for all days, so the per-partition overhead "
         f"is {s['per_partition_overhead_seconds']:.3f} s.",
         "",
@@ -1602,7 +1643,9 @@ def _render_scale(s: dict[str, Any]) -> list[str]:
         )
     return [
         f"Each size in its own process; training fits {s['candidate']} on at most "
-        f"{s['max_train_rows']:,} rows; the drift report samples the current side.",
+        f"{s['max_train_rows']:,} rows; the drift report samples the current side. Peak RSS "
+        f"is the process's, libraries included (about {s['sizes'][0]['baseline_rss_mib']:,.0f}"
+        " MiB before the first stage).",
         "",
         *_table(["airings/day", "stage", "rows", "seconds", "peak RSS MiB"], rows),
     ]
@@ -1633,93 +1676,122 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_benchmark(out: Path, quick: bool = False) -> int:
-    """Run every section, write ``out`` (JSON) and ``out`` with ``.md``, print the markdown.
-    Returns 1 when a section failed (its error is in both files), else 0."""
-    plan = Plan.for_mode(quick)
-    started, started_at = time.perf_counter(), datetime.now().isoformat(timespec="seconds")
-    load_start = [round(x, 2) for x in os.getloadavg()]
-    work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+def _run_sections(
+    plan: Plan, work: Path, progress: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Every section's results by key; a section that could not run holds ``{"error": ...}``."""
     serving = World(work / "serving", _write_spec(work / "specs" / "serving.yaml", plan, False))
     pipeline = World(work / "pipeline", _write_spec(work / "specs" / "pipeline.yaml", plan, True))
-    results: dict[str, Any] = {}
+    results: dict[str, dict[str, Any]] = {}
 
-    def progress(message: str) -> None:
-        print(f"bench [{time.perf_counter() - started:6.0f} s] {message}", flush=True)
+    def failed(title: str, exc: BenchError) -> dict[str, Any]:
+        progress(f"{title} FAILED: {str(exc)[:2000]}")
+        return {"error": str(exc)}
 
-    def section(key: str, fn: Callable[[], Any]) -> None:
-        progress(f"{SECTION_TITLES[key]} ...")
+    def section(keys: tuple[str, ...], fn: Callable[[], dict[str, Any]]) -> None:
+        """Run ``fn`` (results of ``keys``); if it fails, each key gets its error. Each result
+        records the machine's load when it started (other work skews every figure)."""
+        title = " and ".join(SECTION_TITLES[k] for k in keys)
+        progress(f"{title} ...")
+        load = _load_average()
         try:
-            results[key] = fn()
+            produced = fn()
         except BenchError as exc:
-            results[key] = {"error": str(exc)}
-            progress(f"{SECTION_TITLES[key]} FAILED: {str(exc)[:2000]}")
+            produced = {key: failed(title, exc) for key in keys}
+        for value in produced.values():
+            value.setdefault(LOAD_KEY, load)
+        results.update(produced)
 
-    try:
-        progress(f"{'quick' if quick else 'full'} run in {work}")
-        info: dict[str, Any] = {}
+    def guarded(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        load = _load_average()
         try:
-            info = _run_worker(
-                "serving-world", {"batch_rows": plan.batch_rows}, serving.env(), work
-            )
+            value = fn()
         except BenchError as exc:
-            for key in ("endpoint", "batch_inference"):
-                results[key] = {"error": f"the serving world could not be built: {exc}"}
-        if info:
-            section("endpoint", lambda: bench_endpoint(plan, work, serving, info))
-            section(
-                "batch_inference",
-                lambda: _run_worker(
-                    "batch",
-                    {
-                        "model_name": info["model_name"],
-                        "version": info["version"],
-                        "batch_path": info["batch_path"],
-                        "repeats": plan.batch_repeats,
-                    },
-                    serving.env(),
-                    work,
-                ),
-            )
-        progress("3/4. backfill and one daily cycle ...")
-        try:
-            both = _run_worker(
-                "pipeline",
-                {
-                    "days": plan.backfill_days,
-                    "drift_days": plan.drift_days,
-                    "training_dates": plan.training_dates,
-                    "repeats": plan.cycle_repeats,
-                    "scratch": str(work / "scratch"),
-                },
-                pipeline.env(),
-                work,
-            )
-            results["backfill"], results["orchestration"] = both["backfill"], both["orchestration"]
-        except BenchError as exc:
-            results["backfill"] = results["orchestration"] = {"error": str(exc)}
-            progress(f"backfill FAILED: {str(exc)[:2000]}")
-        section("definitions_load", lambda: bench_definitions(plan, pipeline.env(), work))
+            value = failed(SECTION_TITLES[key], exc)
+        return {**value, LOAD_KEY: load}
 
-        def scale() -> dict[str, Any]:
-            sizes = [
-                _run_worker(
-                    "scale",
-                    {"airings": n, "scratch": str(work / "scratch")},
-                    pipeline.env(),
-                    work,
-                )
-                for n in plan.scale_sizes
-            ]
-            return {
+    def serving_sections() -> dict[str, Any]:
+        info = _run_worker("serving-world", {"batch_rows": plan.batch_rows}, serving.env(), work)
+        batch_args = {
+            "model_name": info["model_name"],
+            "version": info["version"],
+            "batch_path": info["batch_path"],
+            "repeats": plan.batch_repeats,
+        }
+        return {
+            "endpoint": guarded("endpoint", lambda: bench_endpoint(plan, work, serving, info)),
+            "batch_inference": guarded(
+                "batch_inference", lambda: _run_worker("batch", batch_args, serving.env(), work)
+            ),
+        }
+
+    def pipeline_sections() -> dict[str, Any]:
+        args = {
+            "days": plan.backfill_days,
+            "drift_days": plan.drift_days,
+            "training_dates": plan.training_dates,
+            "repeats": plan.cycle_repeats,
+            "scratch": str(work / "scratch"),
+        }
+        return _run_worker("pipeline", args, pipeline.env(), work)
+
+    def scale() -> dict[str, Any]:
+        sizes = [
+            _run_worker(
+                "scale", {"airings": n, "scratch": str(work / "scratch")}, pipeline.env(), work
+            )
+            for n in plan.scale_sizes
+        ]
+        return {
+            "scale": {
                 "candidate": CHAMPION_CANDIDATE,
                 "max_train_rows": sizes[0]["max_train_rows"],
                 "sizes": sizes,
             }
+        }
 
-        section("scale", scale)
+    section(("endpoint", "batch_inference"), serving_sections)
+    section(("orchestration", "backfill"), pipeline_sections)
+    section(
+        ("definitions_load",),
+        lambda: {"definitions_load": bench_definitions(plan, pipeline.env(), work)},
+    )
+    section(("scale",), scale)
+    return results
+
+
+def _load_average() -> float:
+    """The machine's 1-minute load average."""
+    return round(os.getloadavg()[0], 2)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_benchmark(out: Path, quick: bool = False) -> int:
+    """Run every section in a temporary folder, write ``out`` (JSON) and ``out`` with ``.md``,
+    print the markdown. Returns 1 when a section failed (its error is in both files), 130 when
+    interrupted (SIGINT or SIGTERM: servers and workers are stopped, the folder is removed and
+    nothing is written), else 0."""
+    plan = Plan.for_mode(quick)
+    started, started_at = time.perf_counter(), datetime.now().isoformat(timespec="seconds")
+    load_start = [round(x, 2) for x in os.getloadavg()]
+
+    def progress(message: str) -> None:
+        print(f"bench [{time.perf_counter() - started:6.0f} s] {message}", flush=True)
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    try:
+        progress(f"{'quick' if quick else 'full'} run in {work}")
+        results = _run_sections(plan, work, progress)
+    except KeyboardInterrupt:
+        print("bench: interrupted; servers and workers stopped", file=sys.stderr)
+        return 130
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
 
     report = {
         "run": {
