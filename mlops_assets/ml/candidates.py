@@ -11,17 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.environments import validate_identifier
-from mlops_assets.ml.model import TabularModel, encode_frame, fit_categories
+
+if TYPE_CHECKING:
+    # The model module imports pandas and LightGBM's helpers; definitions load this registry
+    # for names and roles only, so the fit functions import it when they run.
+    from mlops_assets.ml.model import TabularModel
 
 ROLES = ("baseline", "model")
-FitFn = Callable[[pl.DataFrame, DatasetSpec, int], TabularModel]
+FitFn = Callable[[pl.DataFrame, DatasetSpec, int], "TabularModel"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Candidate:
 
 def fit_global_mean(train: pl.DataFrame, spec: DatasetSpec, seed: int) -> TabularModel:
     """Predict the training mean of the target for every event."""
+    from mlops_assets.ml.model import TabularModel, fit_categories
+
     return TabularModel(
         kind="global_mean",
         feature_columns=spec.model_feature_columns,
@@ -70,6 +76,8 @@ def fit_segment_mean(
     A combination seen fewer than ``min_rows`` times, unseen or null falls back to the mean of
     its first column's level (same rule), then to the global mean.
     """
+    from mlops_assets.ml.model import TabularModel, fit_categories
+
     cols = segment_columns(spec)
     categories = fit_categories(train, spec.categorical_features)
     table = np.full(tuple(len(categories[c]) + 1 for c in cols), float(train[spec.target].mean()))
@@ -126,6 +134,8 @@ def fit_lightgbm(
 ) -> TabularModel:
     """Gradient-boosted trees on every model feature; categoricals as LightGBM categoricals."""
     import lightgbm as lgb
+
+    from mlops_assets.ml.model import TabularModel, encode_frame, fit_categories
 
     feature_columns = spec.model_feature_columns
     categories = fit_categories(train, spec.categorical_features)
