@@ -255,11 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from mlops_assets.dataset import SpecError
     from mlops_assets.environments import SettingsError
 
     try:
         return args.func(args)
-    except SettingsError as exc:
+    except (SettingsError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

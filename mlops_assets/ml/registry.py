@@ -78,6 +78,18 @@ def _client(tracking_uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def check_store(tracking_uri: str) -> None:
+    """Refuse at once a SQLite store whose database path is taken by something other than a
+    file (MLflow itself retries such a store for about 100 s before giving up)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.exists() and not path.is_file():
+        raise StoreUnavailable(
+            f"the MLflow tracking store {tracking_uri} cannot be used: {path} is not a file"
+        )
+
+
 def configure(tracking_uri: str, artifacts_dir: str | Path, experiment_name: str) -> str:
     """Point MLflow at the environment's store and return the experiment id (created if new,
     with its artifacts under ``artifacts_dir``)."""
@@ -88,6 +100,7 @@ def configure(tracking_uri: str, artifacts_dir: str | Path, experiment_name: str
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    check_store(tracking_uri)
     try:
         client = _client(tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
