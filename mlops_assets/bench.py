@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -1501,6 +1501,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         if "error" in section:
             lines.append(f"Failed: {section['error'][:1500]}")
             continue
+        if SKIPPED in section:
+            lines.append(f"Not run: {section[SKIPPED]}.")
+            continue
         lines += _SECTION_RENDERERS[key](section)
     return "\n".join(lines) + "\n"
 
@@ -1676,10 +1679,21 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# ``--only`` names: which sections each group produces (they share a world or a worker).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "serving": ("endpoint", "batch_inference"),
+    "pipeline": ("orchestration", "backfill"),
+    "definitions": ("definitions_load",),
+    "scale": ("scale",),
+}
+SKIPPED = "skipped"
+
+
 def _run_sections(
-    plan: Plan, work: Path, progress: Callable[[str], None]
+    plan: Plan, work: Path, progress: Callable[[str], None], only: Collection[str] = ()
 ) -> dict[str, dict[str, Any]]:
-    """Every section's results by key; a section that could not run holds ``{"error": ...}``."""
+    """Every section's results by key; a section that could not run holds ``{"error": ...}``.
+    With ``only`` (names of :data:`GROUPS`), the other groups are not run."""
     serving = World(work / "serving", _write_spec(work / "specs" / "serving.yaml", plan, False))
     pipeline = World(work / "pipeline", _write_spec(work / "specs" / "pipeline.yaml", plan, True))
     results: dict[str, dict[str, Any]] = {}
@@ -1750,13 +1764,17 @@ def _run_sections(
             }
         }
 
-    section(("endpoint", "batch_inference"), serving_sections)
-    section(("orchestration", "backfill"), pipeline_sections)
-    section(
-        ("definitions_load",),
-        lambda: {"definitions_load": bench_definitions(plan, pipeline.env(), work)},
-    )
-    section(("scale",), scale)
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "serving": serving_sections,
+        "pipeline": pipeline_sections,
+        "definitions": lambda: {"definitions_load": bench_definitions(plan, pipeline.env(), work)},
+        "scale": scale,
+    }
+    for group, keys in GROUPS.items():
+        if only and group not in only:
+            results.update({key: {SKIPPED: "not selected (--only)"} for key in keys})
+        else:
+            section(keys, runs[group])
     return results
 
 
@@ -1769,11 +1787,14 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_benchmark(out: Path, quick: bool = False) -> int:
-    """Run every section in a temporary folder, write ``out`` (JSON) and ``out`` with ``.md``,
-    print the markdown. Returns 1 when a section failed (its error is in both files), 130 when
-    interrupted (SIGINT or SIGTERM: servers and workers are stopped, the folder is removed and
-    nothing is written), else 0."""
+def run_benchmark(out: Path, quick: bool = False, only: Collection[str] = ()) -> int:
+    """Run every section (or the groups named in ``only``) in a temporary folder, write ``out``
+    (JSON) and ``out`` with ``.md``, print the markdown. Returns 1 when a section failed (its
+    error is in both files), 130 when interrupted (SIGINT or SIGTERM: servers and workers are
+    stopped, the folder is removed and nothing is written), else 0."""
+    unknown = sorted(set(only) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown bench groups {unknown}; known: {', '.join(GROUPS)}")
     plan = Plan.for_mode(quick)
     started, started_at = time.perf_counter(), datetime.now().isoformat(timespec="seconds")
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -1785,7 +1806,7 @@ def run_benchmark(out: Path, quick: bool = False) -> int:
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     try:
         progress(f"{'quick' if quick else 'full'} run in {work}")
-        results = _run_sections(plan, work, progress)
+        results = _run_sections(plan, work, progress, only)
     except KeyboardInterrupt:
         print("bench: interrupted; servers and workers stopped", file=sys.stderr)
         return 130
@@ -1806,6 +1827,7 @@ def run_benchmark(out: Path, quick: bool = False) -> int:
             "versions": _versions(),
             "as_of": AS_OF.isoformat(),
             "plan": asdict(plan),
+            "only": sorted(only),
         },
         **{key: results.get(key, {"error": "not run"}) for key in SECTION_TITLES},
     }

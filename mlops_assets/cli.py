@@ -141,7 +141,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from mlops_assets.bench import run_benchmark
 
-    return run_benchmark(Path(args.out), quick=args.quick)
+    return run_benchmark(Path(args.out), quick=args.quick, only=args.only or ())
 
 
 def _print_leaderboard(wh, schema: str, metric: str) -> None:
@@ -249,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", required=True, help="JSON results (a .md table goes next to it)")
     bench.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    bench.add_argument(
+        "--only",
+        action="append",
+        choices=("serving", "pipeline", "definitions", "scale"),
+        help="run only this group of sections (repeatable): serving = endpoint and batch, "
+        "pipeline = orchestration and backfill",
+    )
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -1,5 +1,6 @@
 """What every stage's definitions share: the loaded project (settings + dataset spec), the
-partitions, the warehouse resource and catalog metadata helpers."""
+partitions, the type of the frames assets pass, the warehouse resource and catalog metadata
+helpers."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -13,6 +14,25 @@ from mlops_assets.storage.io_manager import PARTITION_COLUMN
 
 WAREHOUSE_POOL = "warehouse"
 CODE_VERSION = "1"
+
+
+def _is_polars_frame(_context: dg.TypeCheckContext, value: object) -> dg.TypeCheck:
+    import polars as pl
+
+    if isinstance(value, pl.DataFrame):
+        return dg.TypeCheck(success=True)
+    return dg.TypeCheck(
+        success=False, description=f"expected a polars DataFrame, got {type(value).__name__}"
+    )
+
+
+# A polars DataFrame: the type of asset inputs and outputs. Asset and check signatures name it
+# rather than `pl.DataFrame` so that loading the definitions does not import polars: Dagster
+# evaluates annotations when it decorates (and rejects `Annotated[Any, ...]`), while this type
+# imports polars only to check a value.
+Frame = dg.DagsterType(
+    type_check_fn=_is_polars_frame, name="PolarsDataFrame", description="A polars DataFrame."
+)
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
-
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.environments import validate_identifier
 
 if TYPE_CHECKING:
-    # The model module imports pandas and LightGBM's helpers; definitions load this registry
-    # for names and roles only, so the fit functions import it when they run.
+    # Definitions load this registry for names and roles only, so numpy, polars and the model
+    # module (pandas and LightGBM's helpers) are imported by the fit functions when they run.
+    import polars as pl
+
     from mlops_assets.ml.model import TabularModel
 
 ROLES = ("baseline", "model")
-FitFn = Callable[[pl.DataFrame, DatasetSpec, int], "TabularModel"]
+FitFn = Callable[["pl.DataFrame", DatasetSpec, int], "TabularModel"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class Candidate:
 
 def fit_global_mean(train: pl.DataFrame, spec: DatasetSpec, seed: int) -> TabularModel:
     """Predict the training mean of the target for every event."""
+    import numpy as np
+
     from mlops_assets.ml.model import TabularModel, fit_categories
 
     return TabularModel(
@@ -76,6 +77,9 @@ def fit_segment_mean(
     A combination seen fewer than ``min_rows`` times, unseen or null falls back to the mean of
     its first column's level (same rule), then to the global mean.
     """
+    import numpy as np
+    import polars as pl
+
     from mlops_assets.ml.model import TabularModel, fit_categories
 
     cols = segment_columns(spec)
@@ -134,6 +138,7 @@ def fit_lightgbm(
 ) -> TabularModel:
     """Gradient-boosted trees on every model feature; categoricals as LightGBM categoricals."""
     import lightgbm as lgb
+    import polars as pl
 
     from mlops_assets.ml.model import TabularModel, encode_frame, fit_categories
 

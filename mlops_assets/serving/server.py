@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from mlops_assets.serving.config import ServingConfig
@@ -18,6 +19,7 @@ from mlops_assets.serving.config import ServingConfig
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 GRACEFUL_SHUTDOWN_SECONDS = 15
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def serve(
@@ -53,6 +55,10 @@ def serve(
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     app = create_app(settings, spec, config)
+    # The refresher and the log flusher run Python code beside the event loop; a request that
+    # arrives meanwhile waits for the interpreter lock up to one switch interval (5 ms by
+    # default). A shorter interval bounds that wait.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     try:
         uvicorn.run(
             app,

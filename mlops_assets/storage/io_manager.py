@@ -8,13 +8,17 @@ the rows that exist, so history windows work from the first day on.
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 from pydantic import field_validator
 
 from mlops_assets.environments import validate_identifier
 from mlops_assets.storage.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    # Imported where used, so that loading the definitions does not import polars.
+    import polars as pl
 
 PARTITION_COLUMN = "partition_column"
 
@@ -40,6 +44,8 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
         return Warehouse(self.database, self.schema_name)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
+        import polars as pl
+
         if obj is None:
             return
         if not isinstance(obj, pl.DataFrame):

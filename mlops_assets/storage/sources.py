@@ -4,10 +4,30 @@ file, or a table in a DuckDB file of the user's."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from mlops_assets.dataset import CATEGORICAL, DATE, NUMERIC, DatasetSpec
+
+if TYPE_CHECKING:
+    # Imported where used: loading the definitions checks a simulated dataset's spec without it.
+    import polars as pl
+
+# The simulator's columns by kind, as its EVENT_SCHEMA and OUTCOME_SCHEMA type them, so that
+# checking a simulated dataset's spec imports neither the simulator (numpy) nor polars.
+SIMULATOR_KINDS = {
+    "air_date": DATE,
+    "airing_id": CATEGORICAL,
+    "network": CATEGORICAL,
+    "daypart": CATEGORICAL,
+    "creative_id": CATEGORICAL,
+    "hour": NUMERIC,
+    "duration_s": NUMERIC,
+    "creative_age_days": NUMERIC,
+    "spend": NUMERIC,
+    "audience_k": NUMERIC,
+    "visits": NUMERIC,
+    "landed_on": DATE,
+}
 
 
 class OutcomesNotLanded(RuntimeError):
@@ -19,6 +39,8 @@ class SourceReadError(ValueError):
 
 
 def _kind(dtype: pl.DataType) -> str:
+    import polars as pl
+
     if dtype.is_numeric():
         return NUMERIC
     if dtype in (pl.Date, pl.Datetime) or isinstance(dtype, pl.Datetime):
@@ -27,6 +49,8 @@ def _kind(dtype: pl.DataType) -> str:
 
 
 def _scan(spec: DatasetSpec) -> pl.LazyFrame:
+    import polars as pl
+
     src = spec.source
     if src.kind == "csv":
         return pl.scan_csv(src.path, try_parse_dates=True)
@@ -43,12 +67,8 @@ def _scan(spec: DatasetSpec) -> pl.LazyFrame:
 def source_schema(spec: DatasetSpec) -> dict[str, str]:
     """Column name -> numeric | categorical | date, as the source really has it."""
     if spec.source.kind == "simulator":
-        from mlops_assets.simulator import EVENT_SCHEMA, OUTCOME_SCHEMA
-
-        schema = {**EVENT_SCHEMA, **OUTCOME_SCHEMA}
-    else:
-        schema = dict(_scan(spec).collect_schema())
-    return {name: _kind(dtype) for name, dtype in schema.items()}
+        return dict(SIMULATOR_KINDS)
+    return {name: _kind(dtype) for name, dtype in _scan(spec).collect_schema().items()}
 
 
 def _simulator(spec: DatasetSpec):
@@ -58,6 +78,8 @@ def _simulator(spec: DatasetSpec):
 
 
 def _file_day(spec: DatasetSpec, day: date) -> pl.DataFrame:
+    import polars as pl
+
     col = pl.col(spec.date_column)
     try:
         return _scan(spec).filter(col.cast(pl.Date) == day).collect()
@@ -70,6 +92,8 @@ def _file_day(spec: DatasetSpec, day: date) -> pl.DataFrame:
 
 def read_events(spec: DatasetSpec, day: date) -> pl.DataFrame:
     """Every event of ``day`` with its attributes as known when predicting (no target)."""
+    import polars as pl
+
     if spec.source.kind == "simulator":
         from mlops_assets.simulator import simulate_events
 
@@ -86,6 +110,8 @@ def outcomes_land_on(spec: DatasetSpec, day: date) -> date:
 
 def read_outcomes(spec: DatasetSpec, day: date, as_of: datetime) -> pl.DataFrame:
     """The observed outcome of every event of ``day``; refuses before they land."""
+    import polars as pl
+
     land = outcomes_land_on(spec, day)
     if as_of.date() < land:
         raise OutcomesNotLanded(

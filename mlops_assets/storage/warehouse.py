@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-
-import duckdb
-import polars as pl
+from typing import TYPE_CHECKING
 
 from mlops_assets.environments import validate_identifier
+
+if TYPE_CHECKING:
+    # Imported where used: loading the definitions builds a Warehouse but never opens it.
+    import duckdb
+    import polars as pl
 
 
 class WarehouseError(RuntimeError):
@@ -39,6 +42,8 @@ class Warehouse:
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, waiting while another process holds its lock."""
+        import duckdb
+
         if read_only and not self.path.exists():
             raise WarehouseError(f"warehouse {self.path} does not exist yet")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +104,8 @@ class Warehouse:
         self, table: str, frame: pl.DataFrame, column: str, start: date, end: date
     ) -> int:
         """Replace the rows with ``start <= column < end`` by ``frame``, atomically."""
+        import polars as pl
+
         validate_identifier(column, "partition column")
         if column not in frame.columns:
             raise WarehouseError(f"rows for {table} have no partition column {column!r}")
@@ -163,6 +170,8 @@ class Warehouse:
         end: date | None = None,
     ) -> pl.DataFrame:
         """Rows of a table, optionally ``start <= column < end``; empty if there is no table."""
+        import polars as pl
+
         validate_identifier(table, "table name")
         if not self.path.exists():
             return pl.DataFrame()
@@ -180,6 +189,8 @@ class Warehouse:
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query against the warehouse (tables are ``<schema>.<table>``)."""
+        import polars as pl
+
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect() as con:

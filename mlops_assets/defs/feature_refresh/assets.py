@@ -4,13 +4,13 @@ and the online store."""
 from datetime import timedelta
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.catalog import features_lineage, schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
+    Frame,
     Project,
     after_blocking_checks,
     after_latest_blocking_checks,
@@ -21,8 +21,6 @@ from mlops_assets.defs.common import (
 )
 from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks, feature_check_specs
 from mlops_assets.defs.resources import WarehouseResource
-from mlops_assets.ml import features as F
-from mlops_assets.storage import online_store
 
 OWNERS = ["team:data-science", "team:data-engineering"]
 
@@ -51,7 +49,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "per network, daypart or other history key. The history that features look back on."
         ),
     )
-    def outcome_stats(raw_events: pl.DataFrame, raw_outcomes: pl.DataFrame) -> pl.DataFrame:
+    def outcome_stats(raw_events: Frame, raw_outcomes: Frame) -> Frame:
+        from mlops_assets.ml import features as F
+
         try:
             return F.outcome_stats(spec, raw_events, raw_outcomes)
         except F.DataContractError as exc:
@@ -83,9 +83,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "predictions."
         ),
     )
-    def features(
-        context: dg.AssetExecutionContext, raw_events: pl.DataFrame, outcome_stats: pl.DataFrame
-    ):
+    def features(context: dg.AssetExecutionContext, raw_events: Frame, outcome_stats: Frame):
+        from mlops_assets.ml import features as F
+
         frame = F.build_features_for_days(spec, partition_days(context), raw_events, outcome_stats)
         through = frame[F.HISTORY_THROUGH].max()
         yield dg.Output(
@@ -114,7 +114,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "from and are scored on. Filled once the day's {outcome} land ({lag} days later)."
         ),
     )
-    def labeled_examples(features: pl.DataFrame, raw_outcomes: pl.DataFrame) -> pl.DataFrame:
+    def labeled_examples(features: Frame, raw_outcomes: Frame) -> Frame:
+        from mlops_assets.ml import features as F
+
         return F.label_examples(spec, features, raw_outcomes)
 
     @dg.asset(
@@ -132,9 +134,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "prediction endpoint reads. Refreshed after each day's features."
         ),
     )
-    def online_features(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
-    ) -> pl.DataFrame:
+    def online_features(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Frame:
+        from mlops_assets.ml import features as F
+        from mlops_assets.storage import online_store
+
         wh = warehouse.get()
         latest = wh.query(f'SELECT max("{spec.date_column}") AS d FROM "{wh.schema}"."features"')[
             "d"

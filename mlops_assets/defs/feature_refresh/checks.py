@@ -1,13 +1,20 @@
 """Sanity rules on the feature stage, evaluated on the frame the `features` asset is about to
 store (one step, no second read). The ones that would poison training block downstream steps."""
 
+from __future__ import annotations
+
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.common import Project, rule_result, severity
-from mlops_assets.ml import rules
+
+if TYPE_CHECKING:
+    # Imported where used, so that loading the definitions does not import polars.
+    import polars as pl
+
+    from mlops_assets.ml import rules
 
 NON_EMPTY = "features_non_empty"
 UNIQUE_KEYS = "features_unique_keys"
@@ -45,6 +52,8 @@ def feature_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
 
 def _worst_day_null_share(p: Project, frame: pl.DataFrame) -> rules.RuleResult:
     """Judge each day of a range run and report the worst, so one bad day is not averaged away."""
+    from mlops_assets.ml import rules
+
     columns, max_share = list(p.spec.raw_feature_columns), p.settings.thresholds.null_share_max
     if frame.is_empty():
         return rules.null_share_under(frame, columns, max_share)
@@ -57,6 +66,8 @@ def _worst_day_null_share(p: Project, frame: pl.DataFrame) -> rules.RuleResult:
 
 
 def evaluate_feature_checks(p: Project, frame: pl.DataFrame) -> list[dg.AssetCheckResult]:
+    from mlops_assets.ml import rules
+
     spec, limits = p.spec, p.settings.thresholds
     nulls = _worst_day_null_share(p, frame)
     return [

@@ -3,13 +3,13 @@
 from datetime import date, timedelta
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.catalog import predictions_lineage, schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
+    Frame,
     Project,
     after_blocking_checks,
     eager_within,
@@ -81,10 +81,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     )
     def predictions(
         context: dg.AssetExecutionContext,
-        features: pl.DataFrame,
+        features: Frame,
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
     ):
+        import polars as pl
+
         from mlops_assets.ml import inference, promotion, registry
 
         mlflow.experiment_id()
@@ -160,6 +162,8 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def serving_log(context: dg.AssetExecutionContext):
+        import polars as pl
+
         from mlops_assets.storage import request_log
 
         log_dir = p.settings.request_log_dir

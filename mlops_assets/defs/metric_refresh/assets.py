@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.catalog import business_lineage, schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
+    Frame,
     Project,
     eager_within,
     partition_days,
@@ -80,12 +80,14 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     )
     def business_metrics(
         context: dg.AssetExecutionContext,
-        predictions: pl.DataFrame,
-        raw_outcomes: pl.DataFrame,
-        raw_events: pl.DataFrame,
-        serving_log: pl.DataFrame,
+        predictions: Frame,
+        raw_outcomes: Frame,
+        raw_events: Frame,
+        serving_log: Frame,
         warehouse: WarehouseResource,
     ):
+        import polars as pl
+
         from mlops_assets.ml import business
 
         days = partition_days(context)

@@ -4,10 +4,16 @@ record; promotion moves the registry aliases `champion` and the environment's st
 from datetime import timedelta
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.catalog import schema_metadata
-from mlops_assets.defs.common import CODE_VERSION, WAREHOUSE_POOL, Project, project, table_metadata
+from mlops_assets.defs.common import (
+    CODE_VERSION,
+    WAREHOUSE_POOL,
+    Frame,
+    Project,
+    project,
+    table_metadata,
+)
 from mlops_assets.defs.model_deployment.checks import champion_check_results, champion_check_specs
 from mlops_assets.defs.model_training.assets import TRAINING_DATE, training_cutoff
 from mlops_assets.defs.resources import MlflowResource, WarehouseResource
@@ -51,8 +57,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         config: ChampionConfig,
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
-        **cards: pl.DataFrame,
+        **cards: Frame,
     ):
+        import polars as pl
+
         from mlops_assets.ml import promotion, training
 
         mlflow.experiment_id()

@@ -1,12 +1,18 @@
 """Sanity rules on the champion. They can only be decided while `champion` runs (before any alias
 moves), so they are check specs on the asset, reported from its body."""
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mlops_assets.defs.common import Project, severity
-from mlops_assets.ml.promotion import PromotionOutcome
+
+if TYPE_CHECKING:
+    # The promotion module imports polars, which loading the definitions does without.
+    from mlops_assets.ml.promotion import PromotionOutcome
 
 BASELINE_NEVER_CHAMPION = "baseline_never_champion"
 CHAMPION_BEATS_BASELINES = "champion_beats_baselines"

@@ -3,13 +3,13 @@
 from datetime import date, datetime, timedelta
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
+    Frame,
     Project,
     after_blocking_checks,
     eager_within,
@@ -57,7 +57,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     )
     def drift_reference(
         context: dg.AssetExecutionContext, mlflow: MlflowResource, warehouse: WarehouseResource
-    ) -> pl.DataFrame:
+    ) -> Frame:
+        import polars as pl
+
         from mlops_assets.ml import promotion, registry
         from mlops_assets.ml.training import sample_rows
 
@@ -122,11 +124,13 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
     )
     def drift_report(
         context: dg.AssetExecutionContext,
-        features: pl.DataFrame,
-        predictions: pl.DataFrame,
+        features: Frame,
+        predictions: Frame,
         warehouse: WarehouseResource,
         alerts: AlertSinkResource,
     ):
+        import polars as pl
+
         from mlops_assets.ml import drift
 
         wh = warehouse.get()

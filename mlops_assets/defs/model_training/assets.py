@@ -3,15 +3,16 @@ examples, scored on a later holdout window, logged to MLflow and registered as a
 
 import math
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     WAREHOUSE_POOL,
+    Frame,
     Project,
     after_blocking_checks,
     project,
@@ -19,6 +20,11 @@ from mlops_assets.defs.common import (
 )
 from mlops_assets.defs.resources import MlflowResource
 from mlops_assets.ml.candidates import CANDIDATES, Candidate
+
+if TYPE_CHECKING:
+    # Imported where used, so that loading the definitions does not import polars (asset
+    # signatures name `Frame`: Dagster evaluates them when it decorates).
+    import polars as pl
 
 OWNERS = ["team:data-science"]
 TRAINING_DATE = "training_date"
@@ -40,7 +46,9 @@ def training_input_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
 
 def model_card_row(
     spec: DatasetSpec, candidate: Candidate, partition: date, windows, result, logged
-) -> pl.DataFrame:
+) -> "pl.DataFrame":
+    import polars as pl
+
     return pl.DataFrame(
         [
             {
@@ -86,8 +94,8 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
         ),
     )
     def _candidate(
-        context: dg.AssetExecutionContext, labeled_examples: pl.DataFrame, mlflow: MlflowResource
-    ) -> pl.DataFrame:
+        context: dg.AssetExecutionContext, labeled_examples: Frame, mlflow: MlflowResource
+    ) -> Frame:
         from mlops_assets.ml import registry, training
 
         cutoff = training_cutoff(context)

@@ -1,30 +1,18 @@
 """Sources: each day's events and, once they land, their observed outcomes."""
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
+    Frame,
     Project,
     partition_days,
     project,
     table_metadata,
     when_landed,
-)
-from mlops_assets.ml.features import (
-    DataContractError,
-    require_day_ended,
-    validate_events,
-    validate_outcomes,
-)
-from mlops_assets.storage.sources import (
-    OutcomesNotLanded,
-    SourceReadError,
-    read_events,
-    read_outcomes,
 )
 
 OWNERS = ["team:data-engineering"]
@@ -51,7 +39,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "the rows already stored."
         ),
     )
-    def raw_events(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    def raw_events(context: dg.AssetExecutionContext) -> Frame:
+        import polars as pl
+
+        from mlops_assets.ml.features import DataContractError, require_day_ended, validate_events
+        from mlops_assets.storage.sources import SourceReadError, read_events
+
         now = p.settings.now()
         try:
             days = partition_days(context)
@@ -77,7 +70,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             "day, so this partition can only be filled from then on."
         ),
     )
-    def raw_outcomes(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    def raw_outcomes(context: dg.AssetExecutionContext) -> Frame:
+        import polars as pl
+
+        from mlops_assets.ml.features import DataContractError, validate_outcomes
+        from mlops_assets.storage.sources import OutcomesNotLanded, SourceReadError, read_outcomes
+
         now = p.settings.now()
         try:
             return pl.concat(

@@ -1,0 +1,102 @@
+"""The endpoint's cheap paths, in process: the one-row LightGBM predictor gives exactly the
+batch prediction, and the refresher reads the champion alias through MLflow only when the
+registry's file changed (a real registry and real LightGBM versions from the serving harness)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from mlops_assets.ml import registry
+from mlops_assets.ml.model import TabularModel
+from mlops_assets.ml.promotion import CHAMPION_ALIAS
+from mlops_assets.serving.fastpath import RowPredictor, row_predictor
+from mlops_assets.serving.state import Refresher, ServingState
+from mlops_assets_tests.serving.harness import World, build_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    import mlflow
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield build_world(tmp_path_factory.mktemp("fastpath") / "data")
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+def _matrix(world: World, model: TabularModel) -> np.ndarray:
+    rows = world.store.select(model.feature_columns).to_dicts()
+    # Unseen and missing values too: an unknown creative, a null number, a negative spend.
+    rows += [
+        {**rows[0], "creative_id": "cr_never_seen"},
+        {**rows[1], "spend": None, "hour": None},
+        {**rows[2], "spend": -1e9},
+    ]
+    return model.encode_rows(rows)
+
+
+def test_one_row_predictions_equal_the_batch_predictions_bit_for_bit(world: World) -> None:
+    for version, model in world.models.items():
+        predictor = row_predictor(model)
+        assert isinstance(predictor, RowPredictor), f"v{version} is LightGBM"
+        matrix = _matrix(world, model)
+        batch = model.predict_matrix(matrix)
+        one_by_one = np.array([predictor.predict(row) for row in matrix])
+        assert matrix.shape[0] > 50 and np.isnan(matrix).any()
+        assert np.array_equal(one_by_one, batch), f"v{version}: fast path differs"
+        assert all(math.isfinite(v) and v >= 0.0 for v in one_by_one)
+
+
+def test_a_row_of_the_wrong_width_is_refused(world: World) -> None:
+    model = world.models[world.versions[0]]
+    predictor = row_predictor(model)
+    assert predictor is not None
+    with pytest.raises(ValueError, match=f"expects {model.n_features}"):
+        predictor.predict(np.zeros(model.n_features - 1))
+
+
+def test_baselines_have_no_fast_path() -> None:
+    baseline = TabularModel(
+        kind="global_mean", feature_columns=("spend",), categories={}, table=np.array(3.0)
+    )
+    assert row_predictor(baseline) is None
+
+
+def test_alias_is_read_only_when_the_registry_file_changes(world: World) -> None:
+    settings = world.settings
+    first, second = world.versions
+    registry.set_aliases(world.model_name, first, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
+    state = ServingState()
+    refresher = Refresher(
+        state,
+        world.spec,
+        store_path=settings.online_store_path,
+        registry_db=settings.mlflow_db_path,
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=world.model_name,
+        alias=CHAMPION_ALIAS,
+    )
+    assert refresher.check_store()
+    assert refresher.check_model() and state.snapshot.champion is not None
+    assert state.snapshot.champion.version == first
+    assert state.snapshot.champion.row_predictor is not None
+    assert refresher.alias_reads == 1
+
+    for _ in range(5):
+        assert not refresher.check_model()
+    assert refresher.alias_reads == 1, "an unchanged registry file was queried again"
+    assert state.model_problem is None
+
+    registry.set_aliases(world.model_name, second, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
+    assert refresher.check_model(), "the moved alias was not picked up"
+    assert refresher.alias_reads == 2
+    assert state.snapshot.champion is not None and state.snapshot.champion.version == second
+    registry.set_aliases(world.model_name, first, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
