@@ -107,6 +107,8 @@ class Plan:
     cycle_repeats: int
     load_repeats: int
     scale_sizes: tuple[int, ...]
+    # Airings a day of the extra daily cycles measured in the pipeline world.
+    cycle_sizes: tuple[int, ...]
 
     @classmethod
     def for_mode(cls, quick: bool) -> Plan:
@@ -128,6 +130,7 @@ class Plan:
                 cycle_repeats=1,
                 load_repeats=3,
                 scale_sizes=(10_000,),
+                cycle_sizes=(2_000,),
             )
         return cls(
             quick=False,
@@ -146,6 +149,7 @@ class Plan:
             cycle_repeats=3,
             load_repeats=5,
             scale_sizes=(10_000, 100_000, 1_000_000),
+            cycle_sizes=(20_000, 100_000),
         )
 
 
@@ -349,7 +353,7 @@ class World:
         }
 
 
-def _write_spec(path: Path, plan: Plan, pipeline: bool) -> Path:
+def _write_spec(path: Path, plan: Plan, pipeline: bool, airings: int = AIRINGS_PER_DAY) -> Path:
     """The embedded dataset spec with a fixed seed and volume; the pipeline world gets the
     plan's training windows (short in quick mode so one training date fits the backfill)."""
     import yaml
@@ -357,7 +361,7 @@ def _write_spec(path: Path, plan: Plan, pipeline: bool) -> Path:
     from mlops_assets.environments import DEFAULT_DATASET
 
     raw = yaml.safe_load(DEFAULT_DATASET.read_text())
-    raw["source"]["options"] = {"seed": SEED, "airings_per_day": AIRINGS_PER_DAY}
+    raw["source"]["options"] = {"seed": SEED, "airings_per_day": airings}
     if pipeline:
         raw["training"].update(train_days=plan.train_days, holdout_days=plan.holdout_days)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1209,16 +1213,25 @@ def _pipeline_worker(args: dict[str, Any]) -> dict[str, Any]:
     return {"backfill": backfill, "orchestration": orchestration}
 
 
-def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int) -> dict[str, Any]:
-    """One daily cycle of :data:`CYCLE_DAY` three ways, alternated ``repeats`` times after the
-    backfill warmed this process: the runner's runs on the environment's Dagster instance
-    (SQLite event log, as the demo uses), the same runs on an in-memory instance (what the
-    framework costs without event storage), and the asset bodies' functions directly."""
+def _measure_cycle(
+    p: Any,
+    defs: Any,
+    instance: Any,
+    scratch: Path,
+    repeats: int,
+    rows: int = AIRINGS_PER_DAY,
+    ephemeral: bool = True,
+) -> dict[str, Any]:
+    """One daily cycle of :data:`CYCLE_DAY` (``rows`` airings) up to three ways, alternated
+    ``repeats`` times after one untimed pass of each: one run of the ``daily_cycle`` job on the
+    environment's Dagster instance (SQLite event log, as the demo uses), the same run on an
+    in-memory instance (what the framework costs without event storage; when ``ephemeral``),
+    and the asset bodies' functions directly."""
     import gc
 
     import dagster as dg
 
-    from mlops_assets.runner import RunSummary, run_days, run_metrics, run_scoring
+    from mlops_assets.runner import RunSummary, run_cycle
 
     settings, day = p.settings, CYCLE_DAY
     inputs = _cycle_inputs(p, day)
@@ -1227,9 +1240,7 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
         runs_before = on.get_runs_count()
         cycle = RunSummary()
         started = time.perf_counter()
-        run_days(defs, on, settings, [day], summary=cycle)
-        run_scoring(defs, on, [day], summary=cycle, drift_days=1)
-        run_metrics(defs, on, settings, [day], summary=cycle)
+        run_cycle(defs, on, settings, day, summary=cycle)
         wall = time.perf_counter() - started
         if cycle.failed_runs:
             raise BenchError(f"the daily cycle of {day} failed: {cycle.failed_runs}")
@@ -1241,14 +1252,14 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
         return {"seconds": time.perf_counter() - started, **laps}
 
     directly()
+    through_dagster(instance)
     samples: dict[str, list[dict[str, Any]]] = {"dagster": [], "ephemeral": [], "direct": []}
-    with dg.DagsterInstance.ephemeral() as ephemeral:
+    with dg.DagsterInstance.ephemeral() as in_memory:
+        ways = [("direct", directly), ("dagster", lambda: through_dagster(instance))]
+        if ephemeral:
+            ways.append(("ephemeral", lambda: through_dagster(in_memory)))
         for _ in range(repeats):
-            for name, measure in (
-                ("direct", directly),
-                ("dagster", lambda: through_dagster(instance)),
-                ("ephemeral", lambda: through_dagster(ephemeral)),
-            ):
+            for name, measure in ways:
                 gc.collect()
                 samples[name].append(measure())
 
@@ -1256,7 +1267,7 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
         middle = statistics.median(x["seconds"] for x in samples[name])
         return min(samples[name], key=lambda x: abs(x["seconds"] - middle))
 
-    direct, dagster, ephemeral_run = (median_sample(n) for n in ("direct", "dagster", "ephemeral"))
+    direct, dagster = median_sample("direct"), median_sample("dagster")
 
     def runs(sample: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -1268,12 +1279,13 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
             "ratio": _r(sample["seconds"] / direct["seconds"], 2),
         }
 
+    extra = {"dagster_ephemeral": runs(median_sample("ephemeral"))} if ephemeral else {}
     return {
         "day": day.isoformat(),
-        "rows": AIRINGS_PER_DAY,
+        "rows": rows,
         "repeats": repeats,
         "dagster": runs(dagster),
-        "dagster_ephemeral": runs(ephemeral_run),
+        **extra,
         "direct": {
             "seconds": _r(direct["seconds"]),
             "by_stage": {k: _r(v) for k, v in direct.items() if k != "seconds"},
@@ -1281,6 +1293,28 @@ def _measure_cycle(p: Any, defs: Any, instance: Any, scratch: Path, repeats: int
         "ratio": _r(dagster["seconds"] / direct["seconds"], 2),
         "overhead_seconds": _r(dagster["seconds"] - direct["seconds"]),
     }
+
+
+def _cycle_scale_worker(args: dict[str, Any]) -> dict[str, Any]:
+    """The daily cycle of :data:`CYCLE_DAY` at ``airings`` a day, in the backfilled pipeline
+    world (its history, champion and drift reference come from the 400-a-day days before):
+    through the ``daily_cycle`` job and directly, to show how the overhead scales."""
+    from mlops_assets.defs.common import project
+    from mlops_assets.runner import ensure_instance
+
+    p = project()
+    instance = ensure_instance(p.settings)
+    from mlops_assets.definitions import defs
+
+    return _measure_cycle(
+        p,
+        defs,
+        instance,
+        Path(args["scratch"]),
+        args["repeats"],
+        rows=args["airings"],
+        ephemeral=False,
+    )
 
 
 # 5. Definitions load ------------------------------------------------------------------------
@@ -1442,7 +1476,12 @@ def _targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     orchestration = results.get("orchestration", {})
     if "ratio" in orchestration:
         ratio = orchestration["ratio"]
-        add("orchestration", "< 1.5x direct", f"{ratio:.2f}x", ratio < 1.5)
+        rows = orchestration["rows"]
+        add("orchestration", f"< 1.5x direct ({rows:,} rows)", f"{ratio:.2f}x", ratio < 1.5)
+        for size in orchestration.get("by_size", []):
+            ratio = size["ratio"]
+            goal = f"< 1.5x direct ({size['rows']:,} rows)"
+            add("orchestration", goal, f"{ratio:.2f}x", ratio < 1.5)
     load = results.get("definitions_load", {})
     if "ratio" in load:
         ratio = load["ratio"]
@@ -1590,9 +1629,9 @@ def _render_orchestration(s: dict[str, Any]) -> list[str]:
     rows += [[f"direct: {k}", v, "", ""] for k, v in s["direct"]["by_stage"].items()]
     return [
         f"Day {s['day']} ({s['rows']} rows): sources, features, online store, predictions, "
-        f"drift report, serving log and business metrics, as the runner does them; median of "
-        f"{s['repeats']}, alternated, in the process the backfill warmed. The direct path gets "
-        "earlier days' inputs in memory and writes nothing to the warehouse. Ratio "
+        f"drift report, serving log and business metrics in one run of the `daily_cycle` job; "
+        f"median of {s['repeats']}, alternated, in the process the backfill warmed. The direct "
+        "path gets earlier days' inputs in memory and writes nothing to the warehouse. Ratio "
         f"{s['ratio']:.2f}x, overhead {s['overhead_seconds']:.2f} s per cycle.",
         "",
         *_table(["path", "seconds", "vs direct", "detail"], rows),
@@ -1606,6 +1645,25 @@ def _render_orchestration(s: dict[str, Any]) -> list[str]:
                 for step, seconds in s["dagster"]["by_step"].items()
             ],
         ),
+        *_render_cycle_sizes(s),
+    ]
+
+
+def _render_cycle_sizes(s: dict[str, Any]) -> list[str]:
+    sizes = [x for x in s.get("by_size", []) if "dagster" in x]
+    if not sizes:
+        return []
+    rows = [[s["rows"], s["dagster"]["seconds"], s["direct"]["seconds"], f"{s['ratio']:.2f}x"]]
+    rows += [
+        [x["rows"], x["dagster"]["seconds"], x["direct"]["seconds"], f"{x['ratio']:.2f}x"]
+        for x in sizes
+    ]
+    return [
+        "",
+        "The same cycle at larger volumes (one run on the SQLite instance; history, champion and "
+        "drift reference from the 400-a-day backfill; median of 2):",
+        "",
+        *_table(["airings a day", "through Dagster s", "directly s", "ratio"], rows),
     ]
 
 
@@ -1764,7 +1822,16 @@ def _run_sections(
             "repeats": plan.cycle_repeats,
             "scratch": str(work / "scratch"),
         }
-        return _run_worker("pipeline", args, pipeline.env(), work)
+        produced = _run_worker("pipeline", args, pipeline.env(), work)
+        by_size = []
+        for airings in plan.cycle_sizes:
+            progress(f"daily cycle at {airings:,} airings a day ...")
+            spec = _write_spec(work / "specs" / f"cycle_{airings}.yaml", plan, True, airings)
+            bigger = World(pipeline.data_dir, spec)
+            cycle_args = {"airings": airings, "repeats": 2, "scratch": str(work / "scratch")}
+            by_size.append(_run_worker("cycle-scale", cycle_args, bigger.env(), work))
+        produced["orchestration"]["by_size"] = by_size
+        return produced
 
     def scale() -> dict[str, Any]:
         sizes = [
@@ -1867,6 +1934,7 @@ _WORKERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "serving-world": _serving_world_worker,
     "batch": _batch_worker,
     "pipeline": _pipeline_worker,
+    "cycle-scale": _cycle_scale_worker,
     "scale": _scale_worker,
     "loadgen": _loadgen_worker,
     "null-server": _null_server_worker,

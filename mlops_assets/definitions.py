@@ -22,6 +22,20 @@ DAILY_JOB = "daily_refresh"
 TRAINING_JOB = "train_and_deploy"
 METRICS_JOB = "metric_refresh"
 SCORING_JOB = "daily_scoring"
+CYCLE_JOB = "daily_cycle"
+# One day end to end, in the order the data flows.
+CYCLE_ASSETS = (
+    "raw_events",
+    "raw_outcomes",
+    "outcome_stats",
+    "features",
+    "labeled_examples",
+    "online_features",
+    "predictions",
+    "drift_report",
+    "serving_log",
+    "business_metrics",
+)
 
 
 def load_stages() -> dg.Definitions:
@@ -87,6 +101,15 @@ def build_definitions() -> dg.Definitions:
                 selection=dg.AssetSelection.assets("serving_log", "business_metrics"),
                 partitions_def=p.daily,
                 description="Business metrics of days whose actuals have landed.",
+            ),
+            dg.define_asset_job(
+                CYCLE_JOB,
+                selection=dg.AssetSelection.assets(*CYCLE_ASSETS),
+                partitions_def=p.daily,
+                description=(
+                    "One day end to end in one run: sources, features, the online store, "
+                    "predictions, drift, the serving log and business metrics."
+                ),
             ),
             dg.define_asset_job(
                 TRAINING_JOB,

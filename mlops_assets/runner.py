@@ -26,6 +26,7 @@ ALL_DAILY = ("raw_events", "raw_outcomes", "outcome_stats", "features", "labeled
 BEFORE_OUTCOMES = ("raw_events", "features")
 
 LANDED_ASSETS = ("raw_outcomes", "outcome_stats", "labeled_examples")
+NEED_OUTCOMES = (*LANDED_ASSETS, "serving_log", "business_metrics")
 # Every run this module starts names the process and host that execute it, so a later runner
 # can tell a run whose process died (SIGKILL, out of memory) from one still running.
 RUNNER_PID_TAG = "mlops/runner_pid"
@@ -164,6 +165,32 @@ def run_days(
     result = _execute(online, instance, asset_selection=[dg.AssetKey("online_features")])
     summary.add(result, "online_features")
     progress(f"online store published: {'ok' if result.success else 'FAILED'}")
+    return summary
+
+
+def run_cycle(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    day: date,
+    summary: RunSummary | None = None,
+) -> RunSummary:
+    """One day end to end in one run of the ``daily_cycle`` job. Before the day's outcomes
+    land, the assets that need them (outcomes, statistics, labels, serving log, business
+    metrics) are left out. Predictions need a champion in force on ``day``."""
+    from mlops_assets.definitions import CYCLE_ASSETS, CYCLE_JOB
+    from mlops_assets.defs.common import project
+
+    summary = summary or RunSummary()
+    landed = settings.today() >= day + timedelta(days=project().spec.label_lag_days)
+    names = [n for n in CYCLE_ASSETS if landed or n not in NEED_OUTCOMES]
+    result = _execute(
+        defs.resolve_job_def(CYCLE_JOB),
+        instance,
+        partition_key=day.isoformat(),
+        asset_selection=[dg.AssetKey(n) for n in names],
+    )
+    summary.add(result, f"cycle {day}")
     return summary
 
 
