@@ -26,7 +26,6 @@ ALL_DAILY = ("raw_events", "raw_outcomes", "outcome_stats", "features", "labeled
 BEFORE_OUTCOMES = ("raw_events", "features")
 
 LANDED_ASSETS = ("raw_outcomes", "outcome_stats", "labeled_examples")
-NEED_OUTCOMES = (*LANDED_ASSETS, "serving_log", "business_metrics")
 # Every run this module starts names the process and host that execute it, so a later runner
 # can tell a run whose process died (SIGKILL, out of memory) from one still running.
 RUNNER_PID_TAG = "mlops/runner_pid"
@@ -175,21 +174,19 @@ def run_cycle(
     day: date,
     summary: RunSummary | None = None,
 ) -> RunSummary:
-    """One day end to end in one run of the ``daily_cycle`` job. Before the day's outcomes
-    land, the assets that need them (outcomes, statistics, labels, serving log, business
-    metrics) are left out. Predictions need a champion in force on ``day``."""
-    from mlops_assets.definitions import CYCLE_ASSETS, CYCLE_JOB
+    """One day end to end in one run of the ``daily_cycle`` job, once its outcomes have landed
+    (ValueError before). Predictions need a champion in force on ``day``."""
+    from mlops_assets.definitions import CYCLE_JOB
     from mlops_assets.defs.common import project
 
+    lands = day + timedelta(days=project().spec.label_lag_days)
+    if settings.today() < lands:
+        raise ValueError(
+            f"the daily cycle of {day} needs its outcomes, which land on {lands} "
+            f"(today is {settings.today()})"
+        )
     summary = summary or RunSummary()
-    landed = settings.today() >= day + timedelta(days=project().spec.label_lag_days)
-    names = [n for n in CYCLE_ASSETS if landed or n not in NEED_OUTCOMES]
-    result = _execute(
-        defs.resolve_job_def(CYCLE_JOB),
-        instance,
-        partition_key=day.isoformat(),
-        asset_selection=[dg.AssetKey(n) for n in names],
-    )
+    result = _execute(defs.resolve_job_def(CYCLE_JOB), instance, partition_key=day.isoformat())
     summary.add(result, f"cycle {day}")
     return summary
 

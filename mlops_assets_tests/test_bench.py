@@ -102,10 +102,18 @@ def test_batch_inference_scores_the_same_rows_both_ways(run: Run) -> None:
 def test_orchestration_and_backfill_figures(run: Run) -> None:
     cycle = run.report["orchestration"]
     for path in ("dagster", "dagster_ephemeral"):
-        assert cycle[path]["runs"] == 5, cycle[path]
+        assert cycle[path]["runs"] == 1, cycle[path]
         assert positive(cycle[path]["seconds"]) and positive(cycle[path]["step_seconds"])
+        assert {"features", "predictions", "drift_report", "business_metrics"} <= set(
+            cycle[path]["by_step"]
+        ), cycle[path]["by_step"]
     assert positive(cycle["direct"]["seconds"]) and positive(cycle["ratio"])
     assert set(cycle["direct"]["by_stage"]) >= {"features", "predictions", "drift_report"}
+    sizes = run.report["run"]["plan"]["cycle_sizes"]
+    assert [x["rows"] for x in cycle["by_size"]] == sizes and sizes
+    for larger in cycle["by_size"]:
+        assert larger["dagster"]["runs"] == 1 and positive(larger["ratio"]), larger
+    assert "The same cycle at larger volumes" in run.markdown
 
     backfill = run.report["backfill"]
     assert backfill["days"] == run.report["run"]["plan"]["backfill_days"]
@@ -140,3 +148,24 @@ def test_nothing_is_left_behind(run: Run) -> None:
         if str(run.tmpdir) in f"{cmdline} {process.info['cwd'] or ''}":
             leftovers.append((process.info["pid"], cmdline[:200]))
     assert leftovers == []
+
+
+def test_only_runs_the_named_groups(tmp_path: Path) -> None:
+    out = tmp_path / "only.json"
+    done = subprocess.run(
+        [COMMAND, "bench", "--quick", "--only", "definitions", "--out", str(out)],
+        env=clean_env(TMPDIR=str(tmp_path)),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["run"]["only"] == ["definitions"]
+    assert positive(report["definitions_load"]["ratio"])
+    assert report["definitions_load"]["heavy_modules_imported"] == []
+    skipped = ("endpoint", "batch_inference", "orchestration", "backfill", "scale")
+    for key in skipped:
+        assert report[key] == {"skipped": "not selected (--only)"}, key
+    assert out.with_suffix(".md").read_text().count("Not run: not selected (--only).") == 5

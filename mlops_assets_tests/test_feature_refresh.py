@@ -387,3 +387,13 @@ def test_null_storm_day_fails_the_check_inside_a_range(make_pipeline) -> None:
 
     calm = p.materialize(BASE_DAYS[0], ["raw_events", "features"], last=day - timedelta(days=1))
     assert check_evaluations(calm)[NULL_SHARE].passed
+
+
+def test_a_daily_cycle_before_the_outcomes_land_is_refused(pipeline: Pipeline) -> None:
+    from mlops_assets.runner import run_cycle
+
+    today = pipeline.settings.today()
+    runs_before = pipeline.instance.get_runs_count()
+    with pytest.raises(ValueError, match=rf"outcomes, which land on .* \(today is {today}\)"):
+        run_cycle(pipeline.definitions(), pipeline.instance, pipeline.settings, today)
+    assert pipeline.instance.get_runs_count() == runs_before

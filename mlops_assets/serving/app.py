@@ -22,12 +22,12 @@ Every /predict answer, errors included, becomes one request log entry
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -55,7 +55,7 @@ from mlops_assets.serving.protocol import (
     RequestError,
 )
 from mlops_assets.serving.state import Refresher, ServingState
-from mlops_assets.storage.request_log import RequestLog, utc_now
+from mlops_assets.storage.request_log import RequestLog
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -145,6 +145,13 @@ class PredictEndpoint:
         await send({"type": "http.response.body", "body": content})
 
 
+def _request_ids() -> Iterator[str]:
+    """Request ids: 32 hex digits, a random half for the process and a counter, unique across
+    processes and restarts without a system call per request."""
+    prefix = os.urandom(8).hex()
+    return (f"{prefix}{n:016x}" for n in itertools.count())
+
+
 def _describe_predict() -> None:
     """Predictions for serving keys, with the features of the online store and the champion."""
     raise RuntimeError("POST /predict is answered by the ASGI route of create_app")
@@ -194,6 +201,7 @@ def create_app(
         retry_seconds=config.retry_seconds,
     )
     started_at = time.monotonic()
+    request_ids = _request_ids()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -255,8 +263,8 @@ def create_app(
         """Status, JSON body and request id for a /predict body (or the error met reading it),
         with its request log entry queued. Synchronous: nothing here waits."""
         snapshot = state.snapshot
-        request_id = uuid.uuid4().hex
-        ts = utc_now()
+        request_id = next(request_ids)
+        ts = time.time()
         keys: Any = None
         overrides: Any = None
         features: list[Any] | None = None
@@ -286,11 +294,13 @@ def create_app(
             else:
                 features = found
             model = champion.model
-            matrix = model.encode_rows(features)
-            if len(features) == 1 and champion.row_predictor is not None:
-                predictions = [champion.row_predictor.predict(matrix[0])]
+            if len(found) == 1 and champion.row_predictor is not None:
+                row = None if parsed.overrides else (snapshot.encoded or {}).get(parsed.keys[0])
+                if row is None:
+                    row = model.encode_rows(features)[0]
+                predictions = [champion.row_predictor.predict(row)]
             else:
-                predictions = model.predict_matrix(matrix).tolist()
+                predictions = model.predict_matrix(model.encode_rows(features)).tolist()
             status, error = 200, None
             content = _dumps(
                 {

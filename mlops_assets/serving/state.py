@@ -24,11 +24,12 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
@@ -173,10 +174,20 @@ class Champion:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The pair a request uses from start to end."""
+    """The pair a request uses from start to end, and the store's rows encoded for that
+    champion (a request without overrides predicts on them directly)."""
 
     champion: Champion | None = None
     store: OnlineStore | None = None
+    encoded: dict[tuple[str, ...], np.ndarray] | None = None
+
+
+def paired(champion: Champion | None, store: OnlineStore | None) -> Snapshot:
+    """A snapshot of ``champion`` and ``store`` with the store's rows encoded for the model."""
+    if champion is None or store is None or not store.rows:
+        return Snapshot(champion, store)
+    matrix = champion.model.encode_rows(list(store.rows.values()))
+    return Snapshot(champion, store, dict(zip(store.rows, matrix, strict=True)))
 
 
 class ServingState:
@@ -318,7 +329,7 @@ class Refresher:
             logger.error("%s (keeping the previous store)", state.store_problem)
             return False
         self._failed_signature = None
-        state.snapshot = replace(state.snapshot, store=store)
+        state.snapshot = paired(state.snapshot.champion, store)
         state.store_problem = None
         _freeze_heap()
         logger.info(
@@ -337,7 +348,7 @@ class Refresher:
         if state.snapshot.champion is None:
             return False
         logger.warning("%s: dropping champion v%s", problem, state.snapshot.champion.version)
-        state.snapshot = replace(state.snapshot, champion=None)
+        state.snapshot = paired(None, state.snapshot.store)
         return True
 
     def registry_signature(self) -> tuple[Signature | None, ...]:
@@ -408,12 +419,8 @@ class Refresher:
             logger.error("%s (keeping %s)", state.model_problem, current and f"v{current.version}")
             return False
         self._failed_version = None
-        state.snapshot = replace(
-            state.snapshot,
-            champion=Champion(
-                model=model, version=version, loaded_at=_now(), row_predictor=predictor
-            ),
-        )
+        champion = Champion(model=model, version=version, loaded_at=_now(), row_predictor=predictor)
+        state.snapshot = paired(champion, state.snapshot.store)
         state.model_problem = None
         _freeze_heap()
         logger.info(

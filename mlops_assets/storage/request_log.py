@@ -73,6 +73,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def iso_utc(seconds: float) -> str:
+    """``time.time()`` seconds as the ISO string of an entry's ``ts``."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+
+
 def file_name(day: date | str, pid: int) -> str:
     return f"{PREFIX}{day}-{pid}{SUFFIX}"
 
@@ -132,7 +137,8 @@ class RequestLog:
         return self
 
     def append(self, entry: Mapping[str, Any]) -> None:
-        """Queue one entry (with at least ``ts``); it must not be mutated afterwards."""
+        """Queue one entry (with at least ``ts``: an ISO string, or ``time.time()`` seconds that
+        the flusher formats off the request path); it must not be mutated afterwards."""
         with self._lock:
             self._pending.append(entry)  # type: ignore[arg-type]
             full = len(self._pending) >= self.flush_entries
@@ -180,8 +186,13 @@ class RequestLog:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         by_day: dict[str, list[str]] = {}
         for entry in batch:
-            line = json.dumps({**entry, "pid": self.pid}, separators=(",", ":"), default=str)
-            by_day.setdefault(entry["ts"][:10], []).append(line + "\n")
+            ts = entry["ts"]
+            if isinstance(ts, float):
+                ts = iso_utc(ts)
+            line = json.dumps(
+                {**entry, "ts": ts, "pid": self.pid}, separators=(",", ":"), default=str
+            )
+            by_day.setdefault(ts[:10], []).append(line + "\n")
             # Hand the interpreter lock over between entries: a request waiting for it waits
             # for one entry's encoding, not for the whole batch (up to the 5 ms switch interval).
             time.sleep(0)

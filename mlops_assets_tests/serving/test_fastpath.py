@@ -100,3 +100,18 @@ def test_alias_is_read_only_when_the_registry_file_changes(world: World) -> None
     assert refresher.alias_reads == 2
     assert state.snapshot.champion is not None and state.snapshot.champion.version == second
     registry.set_aliases(world.model_name, first, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
+
+
+def test_a_snapshot_holds_every_store_row_encoded_for_its_champion(world: World) -> None:
+    from datetime import UTC, datetime
+
+    from mlops_assets.serving.state import Champion, load_online_store, paired
+
+    store = load_online_store(world.settings.online_store_path, world.spec)
+    model = world.models[world.versions[1]]
+    champion = Champion(model, world.versions[1], datetime.now(UTC), row_predictor(model))
+    snapshot = paired(champion, store)
+    assert snapshot.encoded is not None and set(snapshot.encoded) == set(store.rows)
+    for key, row in store.rows.items():
+        assert np.array_equal(snapshot.encoded[key], model.encode_rows([row])[0], equal_nan=True)
+    assert paired(None, store).encoded is None and paired(champion, None).encoded is None
