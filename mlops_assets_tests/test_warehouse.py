@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_partition_reads_back_as_polars_with_dtypes(wh: Warehouse) -> None:
     assert isinstance(back, pl.DataFrame)
     assert dict(back.schema) == SCHEMA
     assert back.equals(frame.sort("airing_id"))
-    with duckdb.connect(str(wh.path), read_only=True) as con:
+    with wh.connect(read_only=True) as con:
         column_type = con.execute(
             "SELECT data_type FROM information_schema.columns "
             "WHERE table_name = 'raw_events' AND column_name = 'air_date'"
@@ -227,3 +228,63 @@ def test_hostile_schema_and_partition_column_are_refused(tmp_path: Path, wh: War
         wh.replace_partition("raw_events", frame, "air date", DAY, NEXT)
     with pytest.raises(SettingsError, match="partition column"):
         wh.read("raw_events", 'air_date" OR 1=1 --', DAY, NEXT)
+
+
+# A second process opening the file once, without retrying: prints "open" or the lock error.
+_OPEN_ONCE = """
+import duckdb, sys
+try:
+    duckdb.connect(sys.argv[1]).close()
+    print("open")
+except duckdb.IOException as exc:
+    print("locked" if "lock" in str(exc).lower() else f"error {exc}")
+"""
+
+
+def _other_process_opens(path: Path) -> str:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_ONCE, str(path)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout.strip() or done.stderr[-500:]
+
+
+def test_calls_share_one_connection_and_release_the_file_after_the_linger(
+    wh: Warehouse,
+) -> None:
+    from mlops_assets.storage import warehouse
+
+    write_day(wh, day_frame(DAY), DAY)
+    key = str(wh.path.resolve())
+    with wh.connect() as first_cursor:
+        shared = warehouse._SHARED[key]
+        assert first_cursor.execute("SELECT count(*) FROM mlops.raw_events").fetchone() == (5,)
+        # While a call is in progress the file is this process's.
+        assert _other_process_opens(wh.path) == "locked"
+    assert read_day(wh, DAY).height == 5
+    assert warehouse._SHARED[key] is shared, "the next call opened the file again"
+    # Once idle for LINGER_SECONDS the connection closes and another process can open the file.
+    deadline = time.monotonic() + 30
+    while key in warehouse._SHARED:
+        assert time.monotonic() < deadline, "the idle connection was never closed"
+        time.sleep(0.05)
+    assert _other_process_opens(wh.path) == "open"
+
+
+def test_a_write_after_reads_reopens_the_file_for_writing(wh: Warehouse) -> None:
+    from mlops_assets.storage import warehouse
+
+    write_day(wh, day_frame(DAY), DAY)
+    warehouse.close_all()
+    with wh.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM mlops.raw_events").fetchone() == (5,)
+    assert warehouse._SHARED[str(wh.path.resolve())].read_only
+    assert write_day(wh, day_frame(NEXT), NEXT) == 5
+    assert not warehouse._SHARED[str(wh.path.resolve())].read_only
+    assert read_day(wh, NEXT).height == 5
