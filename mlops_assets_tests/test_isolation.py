@@ -8,6 +8,7 @@ from datetime import date
 
 from mlops_assets.environments import ENVIRONMENTS
 from mlops_assets.runner import ensure_instance
+from mlops_assets.storage import warehouse
 from mlops_assets_tests.helpers import Pipeline, day_range
 
 DAYS = day_range(date(2025, 3, 11), 3)
@@ -40,6 +41,8 @@ def test_dev_writes_only_under_its_folder(pipeline: Pipeline) -> None:
 def test_environments_keep_separate_warehouses(pipeline: Pipeline) -> None:
     run_in(pipeline, "dev")
     dev_rows = pipeline.rows("raw_events")
+    # Close the connection this process keeps to dev's warehouse (closing checkpoints it).
+    warehouse.close_all()
     dev_files = {p: p.stat().st_mtime_ns for p in (pipeline.data_dir / "dev").rglob("*")}
 
     run_in(pipeline, "staging")
