@@ -34,14 +34,10 @@ class Run:
         self.tmpdir = tmpdir
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    root = tmp_path_factory.mktemp("bench")
-    tmpdir = root / "tmp"
-    tmpdir.mkdir()
-    out = root / "results" / "bench.json"
+def bench(out: Path, tmpdir: Path, *args: str) -> Run:
+    """``mlops-assets bench --quick --out OUT ARGS`` with TMPDIR=tmpdir; it must exit 0."""
     done = subprocess.run(
-        [COMMAND, "bench", "--quick", "--out", str(out)],
+        [COMMAND, "bench", "--quick", "--out", str(out), *args],
         env=clean_env(TMPDIR=str(tmpdir)),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -51,6 +47,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     markdown = out.with_suffix(".md").read_text()
     return Run(json.loads(out.read_text()), markdown, done.stdout, tmpdir)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    root = tmp_path_factory.mktemp("bench")
+    tmpdir = root / "tmp"
+    tmpdir.mkdir()
+    return bench(root / "results" / "bench.json", tmpdir)
 
 
 def positive(value: Any) -> bool:
@@ -151,21 +155,12 @@ def test_nothing_is_left_behind(run: Run) -> None:
 
 
 def test_only_runs_the_named_groups(tmp_path: Path) -> None:
-    out = tmp_path / "only.json"
-    done = subprocess.run(
-        [COMMAND, "bench", "--quick", "--only", "definitions", "--out", str(out)],
-        env=clean_env(TMPDIR=str(tmp_path)),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    report = json.loads(out.read_text())
+    only = bench(tmp_path / "only.json", tmp_path, "--only", "definitions")
+    report = only.report
     assert report["run"]["only"] == ["definitions"]
     assert positive(report["definitions_load"]["ratio"])
     assert report["definitions_load"]["heavy_modules_imported"] == []
     skipped = ("endpoint", "batch_inference", "orchestration", "backfill", "scale")
     for key in skipped:
         assert report[key] == {"skipped": "not selected (--only)"}, key
-    assert out.with_suffix(".md").read_text().count("Not run: not selected (--only).") == 5
+    assert only.markdown.count("Not run: not selected (--only).") == 5

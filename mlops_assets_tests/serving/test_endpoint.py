@@ -33,7 +33,6 @@ from mlops_assets_tests.serving.harness import (
     Load,
     Server,
     World,
-    build_world,
     copy_registry,
     predictions,
     running_server,
@@ -41,19 +40,6 @@ from mlops_assets_tests.serving.harness import (
 )
 
 TOL = 1e-9
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    import mlflow
-
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    yield build_world(tmp_path_factory.mktemp("serving") / "data")
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
-        del os.environ[key]
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ registry's file changed (a real registry and real LightGBM versions from the ser
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,20 +14,7 @@ from mlops_assets.ml.model import TabularModel
 from mlops_assets.ml.promotion import CHAMPION_ALIAS
 from mlops_assets.serving.fastpath import RowPredictor, row_predictor
 from mlops_assets.serving.state import Refresher, ServingState
-from mlops_assets_tests.serving.harness import World, build_world
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    import mlflow
-
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    yield build_world(tmp_path_factory.mktemp("fastpath") / "data")
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
-        del os.environ[key]
-    os.environ.update(saved)
+from mlops_assets_tests.serving.harness import World
 
 
 def _matrix(world: World, model: TabularModel) -> np.ndarray:
