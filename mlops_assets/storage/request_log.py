@@ -68,11 +68,6 @@ class RequestLogError(ValueError):
     """A log file holds a line that is not a JSON entry; the message names file and line."""
 
 
-def utc_now() -> str:
-    """The current UTC time as an ISO string with microseconds (an entry's ``ts``)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def iso_utc(seconds: float) -> str:
     """``time.time()`` seconds as the ISO string of an entry's ``ts``."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
