@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 import time
@@ -73,11 +74,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_release(settings, release: dict[str, str]) -> str | None:
+    """Record a person's decision through the pipeline (release_decisions, then the decision
+    history, which moves the aliases); the champion in force after it, or an error text."""
+    import dagster as dg
+
+    from mlops_assets.runner import ensure_instance, run_decisions
+
+    os.environ["MLOPS_ENV"] = settings.env
+    from mlops_assets.definitions import defs
+
+    result = run_decisions(defs, ensure_instance(settings), release=release)
+    if not result.success:
+        failures = [
+            e.event_specific_data.error.message.strip()
+            for e in result.all_events
+            if e.event_type == dg.DagsterEventType.STEP_FAILURE
+        ]
+        return "error: " + ("; ".join(failures) or "the decision history run failed")
+    return None
+
+
+def _history(settings):
+    from mlops_assets.ml import promotion
+    from mlops_assets.storage.warehouse import Warehouse
+
+    history = Warehouse(settings.warehouse_path, settings.schema).read(promotion.HISTORY_TABLE)
+    return history if history.width else promotion.empty_history()
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     _set_env(args)
     from mlops_assets.environments import load_settings
-    from mlops_assets.ml import promotion, registry
-    from mlops_assets.storage.warehouse import Warehouse
+    from mlops_assets.ml import promotion
 
     settings = load_settings()
     if not settings.mlflow_db_path.exists():
@@ -85,30 +114,41 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"error: no model registry in {settings.env_dir}: nothing to roll back", file=sys.stderr
         )
         return 2
-    registry.configure(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, "mlops_assets")
-    wh = Warehouse(settings.warehouse_path, settings.schema)
-    target = promotion.Registry(
-        settings.mlflow_tracking_uri, settings.registered_model_name, settings.stage_alias
-    )
+    history = _history(settings)
     try:
-        row = promotion.rollback(target, wh.read(promotion.HISTORY_TABLE), settings.today())
+        version, reason = promotion.plan_rollback(history)
     except promotion.PromotionError as exc:
         print(f"error: rollback refused: {exc}", file=sys.stderr)
         return 2
-    wh.append(promotion.HISTORY_TABLE, promotion.history_frame(row))
+    current = promotion.current(history)
+    release = {
+        "action": promotion.ROLLBACK,
+        "version": version or "",
+        "approved_by": args.by or getpass.getuser(),
+        "reason": args.reason or reason,
+        "source": f"rollback from v{current}",
+    }
+    error = _record_release(settings, release)
+    if error:
+        print(error, file=sys.stderr)
+        return 1
+    aliases = f"champion, {settings.stage_alias}"
+    target = f"v{version}" if version else "no champion (aliases removed)"
     print(
-        f"rolled back {settings.registered_model_name} ({settings.env}): aliases "
-        f"{', '.join(target.aliases)} moved from v{row['from_version']} to "
-        f"v{row['to_version']} ({row['candidate']}); recorded in {promotion.HISTORY_TABLE}"
+        f"rolled back {settings.registered_model_name} ({settings.env}): aliases {aliases} "
+        f"moved from v{current} to {target}; recorded in release_decisions and "
+        f"{promotion.HISTORY_TABLE}"
     )
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from mlops_assets.environments import load_settings
-    from mlops_assets.ml import release
+    from mlops_assets.ml import promotion, release
     from mlops_assets.ml.promotion import PromotionError
 
+    if args.training_date:
+        return _promote_proposal(args)
     if (args.source, args.target) != ("staging", "prod"):
         print("error: promotion goes from staging to prod only", file=sys.stderr)
         return 2
@@ -128,11 +168,76 @@ def cmd_promote(args: argparse.Namespace) -> int:
         print("dry run: nothing copied, no alias moved, nothing logged")
         return 0
     version = release.execute(plan, source, target)
+    error = _record_release(
+        target,
+        {
+            "action": promotion.PROMOTE,
+            "version": version,
+            "candidate": release.version_candidate(target, version),
+            "approved_by": plan.approved_by,
+            "reason": plan.reason,
+            "source": f"{source.env} v{plan.source_version}",
+        },
+    )
+    if error:
+        print(error, file=sys.stderr)
+        return 1
     release.record(plan, target, version)
     print(
         f"promoted: {plan.target_model} v{version} now holds {', '.join(plan.aliases)}; "
-        f"logged in {release.promotion_log_path(target)}"
+        f"logged in {release.promotion_log_path(target)} and release_decisions"
     )
+    return 0
+
+
+def _promote_proposal(args: argparse.Namespace) -> int:
+    """Approve what a training date of the environment proposed (prod's own proposals)."""
+    import polars as pl
+
+    from mlops_assets.environments import load_settings
+    from mlops_assets.ml import promotion
+
+    settings = load_settings(args.env or args.target)
+    if not args.approved_by or not args.approved_by.strip():
+        print(
+            "error: promotion refused: it needs a named approver (--approved-by NAME)",
+            file=sys.stderr,
+        )
+        return 2
+    rows = _history(settings).filter(
+        (pl.col("training_date").cast(pl.String) == args.training_date)
+        & pl.col("proposed_version").is_not_null()
+    )
+    if rows.is_empty():
+        print(
+            f"error: promotion refused: training date {args.training_date} of {settings.env} "
+            "proposed no model (see the champion_history asset)",
+            file=sys.stderr,
+        )
+        return 2
+    row = rows.row(-1, named=True)
+    summary = (
+        f"{row['proposed_candidate']} v{row['proposed_version']} of training date "
+        f"{args.training_date} ({settings.env}), approved by {args.approved_by.strip()}"
+    )
+    if args.dry_run:
+        print(f"would promote {summary}\ndry run: no alias moved, nothing recorded")
+        return 0
+    error = _record_release(
+        settings,
+        {
+            "action": promotion.PROMOTE,
+            "version": row["proposed_version"],
+            "candidate": row["proposed_candidate"],
+            "approved_by": args.approved_by,
+            "reason": args.reason,
+            "source": f"proposal of training date {args.training_date}",
+        },
+    )
+    if error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"promoted {summary}: aliases champion, {settings.stage_alias} moved")
     return 0
 
 
@@ -162,12 +267,16 @@ def _print_leaderboard(wh, schema: str, metric: str) -> None:
     )
     print(f"  {'candidate':<16} {'role':<9} {'version':>7} {metric:>8} {'mae':>8} {'bias':>8}")
     for r in board.iter_rows(named=True):
-        mark = "  <- champion" if r["is_champion"] else ""
+        mark = "  <- proposed" if r["proposed"] else ""
         print(
             f"  {r['candidate']:<16} {r['role']:<9} {r['model_version']:>7} "
             f"{r[metric]:>8.4f} {r['mae']:>8.3f} {r['bias']:>+8.3f}{mark}"
         )
-    print(f"  decision: {row0['decision']}, champion v{row0['champion_version']}\n")
+    history = wh.read("champion_history")
+    if history.width and history.height:
+        last = history.sort("seq").row(-1, named=True)
+        print(f"  decision: {last['action']}, champion in force v{last['to_version'] or '-'}")
+        print(f"  why: {last['reason']}\n")
 
 
 def _print_monitoring(wh, settings) -> None:
@@ -234,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", help="move the champion aliases back to the previous champion"
     )
     rollback.add_argument("--env", choices=("dev", "staging", "prod"), help="environment")
+    rollback.add_argument("--by", help="who decides the rollback (default: the current user)")
+    rollback.add_argument("--reason", help="why, for the decision history")
     rollback.set_defaults(func=cmd_rollback)
     promote = sub.add_parser(
         "promote", help="copy the staging champion into prod (needs passing checks and approver)"
@@ -243,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--approved-by", help="who approves this promotion (required)")
     promote.add_argument("--reason", default="scheduled release", help="why, for the log")
     promote.add_argument("--dry-run", action="store_true", help="show what would happen")
+    promote.add_argument(
+        "--training-date",
+        help="approve what this training date of --env proposed (instead of copying staging's)",
+    )
+    promote.add_argument("--env", choices=("dev", "staging", "prod"), help="with --training-date")
     promote.set_defaults(func=cmd_promote)
     bench = sub.add_parser(
         "bench", help="benchmark the endpoint, batch path, orchestration, backfill and scale"

@@ -46,12 +46,15 @@ class Thresholds:
     # Drift alerts when it persists: drifted on at least n of the last m days.
     drift_persist_n: int = 3
     drift_persist_m: int = 5
+    # Training may evaluate and propose, but only an approved release (`mlops-assets promote
+    # --approved-by`) changes the champion.
+    approval_gated: bool = False
 
 
 _THRESHOLDS = {
     "dev": Thresholds(0.20, 0.50, 0.01, 0.0, strict=False),
     "staging": Thresholds(0.10, 0.40, 0.01, 0.01, strict=False),
-    "prod": Thresholds(0.05, 0.30, 0.01, 0.02, strict=True, drift_persist_n=2),
+    "prod": Thresholds(0.05, 0.30, 0.01, 0.02, strict=True, drift_persist_n=2, approval_gated=True),
 }
 
 

@@ -207,6 +207,10 @@ def training_partitions(first_day: date, today: date) -> list[str]:
     return keys
 
 
+TRAINING_ASSETS = "model_training"
+DECISION_ASSETS = ("release_decisions", "champion_history")
+
+
 def run_training(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -214,22 +218,93 @@ def run_training(
     progress: Callable[[str], None] = lambda _: None,
     summary: RunSummary | None = None,
 ) -> RunSummary:
-    """Train every candidate and pick the champion, one run per training partition, in order."""
+    """Train and evaluate every candidate of each training partition (one run each, in the
+    order given), then decide the history once and build the drift references it needs."""
     from mlops_assets.definitions import TRAINING_JOB
+    from mlops_assets.ml.candidates import CANDIDATES
 
     summary = summary or RunSummary()
     job = defs.resolve_job_def(TRAINING_JOB)
+    selection = [dg.AssetKey(c.asset_name) for c in CANDIDATES] + [dg.AssetKey("champion")]
     for key in partitions:
-        result = _execute(job, instance, partition_key=key)
+        result = _execute(job, instance, partition_key=key, asset_selection=selection)
         summary.add(result, f"training {key}")
         state = "ok" if result.success else "FAILED"
-        decision = ""
+        proposal = ""
         for event in result.get_asset_materialization_events():
             if event.asset_key == dg.AssetKey("champion"):
                 meta = event.materialization.metadata
-                decision = f"{meta['action'].value}: champion v{meta['champion_version'].value}"
-        progress(f"training {key}: {state} {decision}")
+                proposal = f"proposes v{meta['proposal'].value} ({meta['reason'].value})"
+        progress(f"training {key}: {state} {proposal}")
+    run_decisions(defs, instance, progress, summary)
     return summary
+
+
+def run_decisions(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    progress: Callable[[str], None] = lambda _: None,
+    summary: RunSummary | None = None,
+    release: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Record ``release`` (a person's decision) if given, re-derive the decision history (which
+    moves the aliases), then build the drift reference of every training date whose champion
+    in force has none yet."""
+    summary = summary or RunSummary()
+    keys = [dg.AssetKey(n) for n in DECISION_ASSETS]
+    job = defs.resolve_implicit_job_def_def_for_assets(keys)
+    config = {"ops": {"release_decisions": {"config": release}}} if release else None
+    result = _execute(job, instance, asset_selection=keys, run_config=config)
+    summary.add(result, "decisions")
+    in_force = "none"
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey("champion_history"):
+            in_force = event.materialization.metadata["champion_in_force"].value
+    progress(f"decisions: {'ok' if result.success else 'FAILED'}, champion in force v{in_force}")
+    if result.success:
+        refresh_drift_references(defs, instance, progress, summary)
+    return result
+
+
+def refresh_drift_references(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    progress: Callable[[str], None] = lambda _: None,
+    summary: RunSummary | None = None,
+) -> None:
+    """Materialize ``drift_reference`` for each training date whose stored reference is
+    missing or belongs to another version than the champion in force after that date."""
+    import polars as pl
+
+    from mlops_assets.definitions import TRAINING_JOB
+    from mlops_assets.defs.common import project
+    from mlops_assets.ml.promotion import HISTORY_TABLE, TRAINING
+    from mlops_assets.storage.warehouse import Warehouse
+
+    settings = project().settings
+    wh = Warehouse(settings.warehouse_path, settings.schema)
+    history = wh.read(HISTORY_TABLE)
+    if not history.width:
+        return
+    stored = wh.read("drift_reference")
+    have = (
+        set(stored.select("training_date", "model_version").unique().iter_rows())
+        if stored.width
+        else set()
+    )
+    wanted = history.filter(
+        (pl.col("kind") == TRAINING) & pl.col("to_version").is_not_null()
+    ).select("training_date", "to_version")
+    job = defs.resolve_job_def(TRAINING_JOB)
+    for day, version in wanted.iter_rows():
+        if (day, version) in have:
+            continue
+        key = str(day)
+        result = _execute(
+            job, instance, partition_key=key, asset_selection=[dg.AssetKey("drift_reference")]
+        )
+        (summary or RunSummary()).add(result, f"drift reference {key}")
+        progress(f"drift reference {key}: {'ok' if result.success else 'FAILED'} (v{version})")
 
 
 def run_scoring(
@@ -285,12 +360,9 @@ def run_metrics(
 
 
 def first_champion_day(settings: Settings) -> date | None:
-    """The first day a champion was in force, from the champion history."""
-    from mlops_assets.ml.promotion import HISTORY_TABLE
+    """The first day a champion was in force, from the decision history."""
+    from mlops_assets.ml.promotion import HISTORY_TABLE, first_day_in_force
     from mlops_assets.storage.warehouse import Warehouse
 
     history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
-    if history.is_empty():
-        return None
-    served = history.filter(history["to_version"].is_not_null())
-    return served["effective_from"].min() if served.height else None
+    return first_day_in_force(history) if history.width else None

@@ -99,9 +99,13 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         "train_rows": ("int", "rows trained on"),
         "holdout_rows": ("int", "rows scored"),
         "metric": ("string", "the metric the leaderboard ranks by"),
-        "decision": ("string", "promotion decision of the training date"),
-        "is_champion": ("bool", "this candidate is the champion after the decision"),
-        "champion_version": ("string", "champion version after the decision"),
+        "effective_from": (
+            "date",
+            "cut-off of the training date: the day its decision takes effect",
+        ),
+        "proposed": ("bool", "the candidate this training date proposes as champion"),
+        "serves": ("bool", "the proposal loaded from the registry and predicted (empty: none)"),
+        "evaluation": ("string", "why this candidate (or none) is proposed"),
     }
     schemas = {
         "raw_events": _schema(spec, event_cols, extra),
@@ -138,8 +142,10 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         ),
         "candidate": _schema(spec, card, card_extra),
         "champion": _schema(
-            spec, [*card, "decision", "is_champion", "champion_version"], card_extra
+            spec, [*card, "effective_from", "proposed", "serves", "evaluation"], card_extra
         ),
+        "champion_history": _schema(spec, list(HISTORY_COLUMNS), HISTORY_COLUMNS),
+        "release_decisions": _schema(spec, list(RELEASE_COLUMNS), RELEASE_COLUMNS),
         "drift_reference": _schema(
             spec,
             [
@@ -247,6 +253,44 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
     return schemas
 
 
+HISTORY_COLUMNS = {
+    "seq": ("int", "order of the decision"),
+    "kind": ("string", "training (a training date's decision) or release (a person's)"),
+    "training_date": ("date", "training date decided (empty for a release decision)"),
+    "effective_from": ("date", "first day the decision is in force"),
+    "action": (
+        "string",
+        "first, promote, keep, keep_not_serving, propose (awaiting approval), or the release "
+        "decision's promote or rollback",
+    ),
+    "from_version": ("string", "champion version in force before the decision"),
+    "to_version": ("string", "champion version in force after the decision"),
+    "candidate": ("string", "candidate of the champion in force after the decision"),
+    "role": ("string", "role of the champion in force (never baseline)"),
+    "proposed_version": ("string", "version the decision proposed or released"),
+    "proposed_candidate": ("string", "candidate of that version"),
+    "metric": ("string", "metric of the comparison"),
+    "chosen_score": ("double", "the proposal's score on the training date's holdout"),
+    "incumbent_score": ("double", "the champion in force re-scored on the same holdout"),
+    "best_baseline_score": ("double", "the best baseline's score on the same holdout"),
+    "baseline_topped": ("bool", "a baseline topped the leaderboard"),
+    "reason": ("string", "why, in words"),
+    "approved_by": ("string", "who approved a release decision"),
+    "evaluation_key": ("string", "fingerprint of the training date's evaluation"),
+}
+RELEASE_COLUMNS = {
+    "seq": ("int", "order in which people decided"),
+    "effective_from": ("date", "first day the decision is in force (the pipeline clock's day)"),
+    "action": ("string", "promote or rollback"),
+    "version": ("string", "the version made champion (empty: no champion)"),
+    "candidate": ("string", "its candidate"),
+    "approved_by": ("string", "who decided"),
+    "reason": ("string", "why"),
+    "source": ("string", "where the version came from (a proposal, another environment)"),
+    "recorded_at": ("timestamp", "when it was recorded (UTC)"),
+}
+
+
 def schema_metadata(spec: DatasetSpec, asset: str) -> dict[str, dg.TableSchema]:
     return {COLUMN_SCHEMA: column_schemas(spec)[asset]}
 
@@ -270,7 +314,7 @@ def predictions_lineage(spec: DatasetSpec) -> dg.TableColumnLineage:
     return dg.TableColumnLineage(
         deps_by_column={
             "prediction": _deps("features", list(spec.model_feature_columns)),
-            "model_version": _deps("champion", ["champion_version"]),
+            "model_version": _deps("champion_history", ["to_version", "effective_from"]),
             spec.event_key: _deps("features", [spec.event_key]),
         }
     )

@@ -48,6 +48,12 @@ class MlflowResource(dg.ConfigurableResource):
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
 
+    def registry(self, stage_alias: str):
+        """The registered model and the aliases promotion moves."""
+        from mlops_assets.ml.promotion import Registry
+
+        return Registry(self.tracking_uri, self.registered_model, stage_alias)
+
 
 class AlertSinkResource(dg.ConfigurableResource):
     """Where alerts go: the environment's alert log, plus a webhook when MLOPS_ALERT_WEBHOOK is

@@ -1,19 +1,31 @@
-"""Model deployment: pick the champion of a training date and move the registry aliases.
+"""Model deployment as a history of decisions that any replay re-derives.
 
-Order of operations, so that a bad model never reaches an alias:
-1. the leaderboard of the date's candidates plus the incumbent re-scored on the same holdout;
-2. the promotion rule (`selection.decide`): a baseline never becomes champion;
-3. the chosen version is loaded from its registry URI in a fresh process and predicts sample
-   rows (`champion_serves`); if it fails, the incumbent stays;
-4. only then, and only outside dry-run, the aliases `champion` and the stage alias move.
-Every decision becomes a row of the champion history.
+Two steps, so that the answer never depends on the order in which training dates were run:
+
+1. :func:`evaluate` (the ``champion`` asset, one training date T): the leaderboard of T's
+   candidates on T's holdout, the promotion rule applied without an incumbent (which candidate
+   T *proposes*), and the proposal loaded from its registry URI in a fresh process. It moves
+   nothing.
+2. :func:`decide_history` (the ``champion_history`` asset): the decisions of every evaluated
+   training date in the order of their cut-offs, each against the champion *in force at that
+   cut-off* (the incumbent, re-scored on that date's holdout), interleaved with the people's
+   release decisions (``promote`` with an approver, ``rollback``) at their effective day. The
+   same evaluations and releases give the same history whatever order produced them, and a
+   re-evaluated date replaces its decision. Only that asset moves the registry aliases, to the
+   champion in force after the last decision.
+
+In an approval-gated environment (prod) a training date never changes the champion: a decision
+that would promote is recorded as ``propose``, and only a release decision moves it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +36,10 @@ from mlops_assets.ml.selection import MODEL, Decision, Entry, decide, leaderboar
 
 CHAMPION_ALIAS = "champion"
 HISTORY_TABLE = "champion_history"
+RELEASES_TABLE = "release_decisions"
 METRIC_COLUMNS = ("mae", "rmse", "wape", "bias")
+TRAINING, RELEASE = "training", "release"
+PROMOTE, ROLLBACK = "promote", "rollback"
 
 
 class PromotionError(RuntimeError):
@@ -44,27 +59,34 @@ class Registry:
         return [CHAMPION_ALIAS, self.stage_alias]
 
 
+# ---------------------------------------------------------------------------------------------
+# Step 1: one training date's evaluation
+
+
 @dataclass(frozen=True)
-class PromotionOutcome:
+class Evaluation:
+    """What one training date proposes, before any incumbent is considered."""
+
     decision: Decision
     leaderboard: list[Entry]
-    incumbent: Entry | None
     serves_ok: bool
     serves_detail: str
-    serves_version: str | None
-    from_version: str | None
-    champion_version: str | None
-    aliases_moved: bool
-    dry_run: bool
-    history_row: dict[str, Any]
     model_card: str
 
     @property
-    def champion_entry(self) -> Entry | None:
-        """The champion after this decision (the chosen one if it moved, else the incumbent)."""
-        if self.aliases_moved or (self.dry_run and self.decision.promoted and self.serves_ok):
-            return self.decision.chosen
-        return self.incumbent
+    def proposal(self) -> Entry | None:
+        """The candidate this date proposes as champion (never a baseline), if any."""
+        return self.decision.chosen if self.decision.promoted and self.serves_ok else None
+
+    def frame(self, cards: pl.DataFrame, effective_from: date) -> pl.DataFrame:
+        """The leaderboard rows with the evaluation's columns: the stored ``champion`` value."""
+        proposed = self.decision.chosen.version if self.decision.promoted else None
+        return cards.with_columns(
+            pl.lit(effective_from, dtype=pl.Date).alias("effective_from"),
+            (pl.col("model_version") == (proposed or "")).alias("proposed"),
+            pl.lit(self.serves_ok if proposed else None, dtype=pl.Boolean).alias("serves"),
+            pl.lit(self.decision.reason).alias("evaluation"),
+        )
 
 
 def entries_from_cards(cards: pl.DataFrame) -> list[Entry]:
@@ -81,44 +103,13 @@ def entries_from_cards(cards: pl.DataFrame) -> list[Entry]:
     ]
 
 
-def score_incumbent(registry: Registry, holdout: pl.DataFrame, spec: DatasetSpec) -> Entry | None:
-    """The current champion re-scored on this holdout, or None when there is none yet."""
-    from mlops_assets.ml import registry as mlreg
-    from mlops_assets.ml.training import score
-
-    version = mlreg.get_alias_version(registry.model_name, CHAMPION_ALIAS, registry.tracking_uri)
-    if version is None:
-        return None
-    try:
-        model = mlreg.load_model_version(registry.model_name, version, registry.tracking_uri)
-        metrics, _ = score(model, holdout, spec)
-    except Exception as exc:
-        # An incumbent that no longer loads scores worst (a broken champion must not block
-        # its replacement); the chosen candidate still has to pass champion_serves.
-        return Entry(
-            name="incumbent:unloadable",
-            role=MODEL,
-            version=version,
-            metrics={},
-            extra={"error": f"{type(exc).__name__}: {exc}"[:500]},
-        )
-    tags = mlreg.version_tags(registry.model_name, version, registry.tracking_uri)
-    return Entry(
-        name=f"incumbent:{tags.get('candidate', model.candidate)}",
-        role=MODEL,
-        version=version,
-        metrics=metrics,
-        run_id=mlreg.version_run_id(registry.model_name, version, registry.tracking_uri),
-    )
-
-
 def model_card(
     spec: DatasetSpec,
     training_date: str,
     windows: dict[str, str],
     leaderboard: list[Entry],
-    incumbent: Entry | None,
     decision: Decision,
+    plot_links: dict[str, str] | None = None,
 ) -> str:
     chosen = decision.chosen
     lines = [
@@ -131,111 +122,48 @@ def model_card(
         "",
         "## Leaderboard",
         "",
-        leaderboard_markdown(leaderboard, incumbent, spec.training.metric, decision),
+        leaderboard_markdown(leaderboard, None, spec.training.metric, decision),
         "",
         "## Features",
         "",
         ", ".join(f"`{c}`" for c in spec.model_feature_columns),
     ]
     if chosen is not None and chosen.run_id:
-        lines += [
-            "",
-            "## Plots",
-            "",
-            f"MLflow run `{chosen.run_id}`: artifacts `plots/feature_importance.png` and "
-            "`plots/predicted_vs_actual.png`.",
-        ]
+        lines += ["", "## Plots", ""]
+        if plot_links:
+            lines += [f"[{name}]({url})" for name, url in plot_links.items()]
+        else:
+            lines.append(
+                f"MLflow run `{chosen.run_id}`: artifacts `plots/feature_importance.png` and "
+                "`plots/predicted_vs_actual.png`."
+            )
     return "\n".join(lines)
 
 
-def promote(
+def evaluate(
     *,
     spec: DatasetSpec,
     registry: Registry,
     cards: pl.DataFrame,
     holdout: pl.DataFrame,
     training_date: str,
-    effective_from: date,
-    promotion_margin: float,
-    dry_run: bool,
-    dagster_run_id: str = "",
-    now: datetime | None = None,
-) -> PromotionOutcome:
-    """Decide the champion of one training date and, if it changes, move the aliases."""
+) -> Evaluation:
+    """The leaderboard of one training date, its proposal and whether the proposal serves."""
     from mlops_assets.ml import registry as mlreg
 
     leaderboard = entries_from_cards(cards)
-    incumbent = score_incumbent(registry, holdout, spec)
-    decision = decide(
-        leaderboard,
-        incumbent,
-        spec.training.metric,
-        promotion_margin,
-        spec.training.baseline_margin,
-    )
-    from_version = incumbent.version if incumbent else None
-    serves_ok, serves_detail, serves_version = True, "no new champion to load", None
+    decision = decide(leaderboard, None, spec.training.metric, 0.0, spec.training.baseline_margin)
+    serves_ok, serves_detail = True, "no proposal to load"
     if decision.promoted and decision.chosen is not None:
-        serves_version = decision.chosen.version
         with tempfile.TemporaryDirectory(prefix="mlops_serves_") as tmp:
             sample = mlreg.write_sample_csv(
                 holdout, spec.model_feature_columns, Path(tmp) / "sample.csv"
             )
             serves_ok, serves_detail = mlreg.check_serves(
-                registry.tracking_uri, registry.model_name, serves_version, sample
+                registry.tracking_uri, registry.model_name, decision.chosen.version, sample
             )
-    moved = decision.promoted and serves_ok and not dry_run
-    if moved:
-        mlreg.set_aliases(
-            registry.model_name, serves_version, registry.aliases, registry.tracking_uri
-        )
-    champion_version = serves_version if moved else from_version
-    action = decision.action
-    if decision.promoted and not serves_ok:
-        action = "keep_not_serving"
-    elif dry_run and decision.promoted:
-        action = f"dry_run_{decision.action}"
-    card = model_card(spec, training_date, _windows(cards), leaderboard, incumbent, decision)
-    if moved:
-        mlreg.set_version_description(
-            registry.model_name, serves_version, card, registry.tracking_uri
-        )
-    metric = spec.training.metric
-    history_row = {
-        "training_date": date.fromisoformat(training_date[:10]),
-        "effective_from": effective_from,
-        "decided_at": now or datetime.now(),
-        "action": action,
-        "from_version": from_version,
-        "to_version": champion_version,
-        "candidate": decision.chosen.name if decision.chosen else None,
-        "metric": metric,
-        "chosen_score": decision.chosen.value(metric) if decision.chosen else None,
-        "incumbent_score": incumbent.value(metric) if incumbent else None,
-        "best_baseline_score": (
-            decision.best_baseline.value(metric) if decision.best_baseline else None
-        ),
-        "baseline_topped": decision.baseline_topped,
-        "reason": decision.reason
-        if serves_ok
-        else f"{decision.reason}; not serving: " + serves_detail[-300:],
-        "dry_run": dry_run,
-        "dagster_run_id": dagster_run_id,
-    }
-    return PromotionOutcome(
-        decision=decision,
-        leaderboard=leaderboard,
-        incumbent=incumbent,
-        serves_ok=serves_ok,
-        serves_detail=serves_detail,
-        serves_version=serves_version,
-        from_version=from_version,
-        champion_version=champion_version,
-        aliases_moved=moved,
-        dry_run=dry_run,
-        history_row=history_row,
-        model_card=card,
-    )
+    card = model_card(spec, training_date, _windows(cards), leaderboard, decision)
+    return Evaluation(decision, leaderboard, serves_ok, serves_detail, card)
 
 
 def _windows(cards: pl.DataFrame) -> dict[str, str]:
@@ -243,82 +171,314 @@ def _windows(cards: pl.DataFrame) -> dict[str, str]:
     return {k: str(first[k]) for k in ("train_start", "train_end", "holdout_start", "holdout_end")}
 
 
+# ---------------------------------------------------------------------------------------------
+# Step 2: the decision history
+
 HISTORY_SCHEMA = {
+    "seq": pl.Int64,
+    "kind": pl.String,
     "training_date": pl.Date,
     "effective_from": pl.Date,
-    "decided_at": pl.Datetime("us"),
     "action": pl.String,
     "from_version": pl.String,
     "to_version": pl.String,
     "candidate": pl.String,
+    "role": pl.String,
+    "proposed_version": pl.String,
+    "proposed_candidate": pl.String,
     "metric": pl.String,
     "chosen_score": pl.Float64,
     "incumbent_score": pl.Float64,
     "best_baseline_score": pl.Float64,
     "baseline_topped": pl.Boolean,
     "reason": pl.String,
-    "dry_run": pl.Boolean,
-    "dagster_run_id": pl.String,
+    "approved_by": pl.String,
+    "evaluation_key": pl.String,
 }
 
+RELEASE_SCHEMA = {
+    "seq": pl.Int64,
+    "effective_from": pl.Date,
+    "action": pl.String,
+    "version": pl.String,
+    "candidate": pl.String,
+    "approved_by": pl.String,
+    "reason": pl.String,
+    "source": pl.String,
+    "recorded_at": pl.Datetime("us"),
+}
 
-def history_frame(row: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame([row], schema=HISTORY_SCHEMA)
-
-
-def champion_in_force(history: pl.DataFrame, day: date) -> str | None:
-    """The champion version in force on ``day``: the latest decision effective on or before it."""
-    if history.is_empty():
-        return None
-    rows = history.filter(
-        (pl.col("effective_from") <= day) & pl.col("to_version").is_not_null()
-    ).sort("effective_from", "decided_at")
-    return rows["to_version"][-1] if rows.height else None
-
-
-def plan_rollback(history: pl.DataFrame, current: str | None) -> str:
-    """The version to roll back to: the one whose promotion the current champion replaced
-    (rollback rows are not promotions, so rolling back twice walks further back)."""
-    if current is None:
-        raise PromotionError("there is no champion to roll back from")
-    made = history.filter(
-        (pl.col("to_version") == current)
-        & pl.col("from_version").is_not_null()
-        & (pl.col("from_version") != current)
-        & (pl.col("action") == "promote")
-    ).sort("decided_at")
-    if made.is_empty():
-        raise PromotionError(
-            f"champion v{current} has no previous champion in the history: nothing to roll back to"
-        )
-    return made["from_version"][-1]
+# Scores the version ``v`` on the holdout window ``[start, end]``: its metrics, or an error text.
+ScoreFn = Callable[[str, date, date], "dict[str, float] | str"]
 
 
-def rollback(
-    registry: Registry, history: pl.DataFrame, today: date, now: datetime | None = None
+def empty_history() -> pl.DataFrame:
+    return pl.DataFrame(schema=HISTORY_SCHEMA)
+
+
+def empty_releases() -> pl.DataFrame:
+    return pl.DataFrame(schema=RELEASE_SCHEMA)
+
+
+def evaluation_key(rows: pl.DataFrame) -> str:
+    """What a training date's decision depends on besides the incumbent: its candidates'
+    versions, scores and proposal."""
+    cols = ["candidate", "model_version", "proposed", "serves", *METRIC_COLUMNS]
+    present = [c for c in cols if c in rows.columns]
+    body = rows.select(present).sort("candidate").to_dicts()
+    return hashlib.sha256(json.dumps(body, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _InForce:
+    version: str | None = None
+    candidate: str | None = None
+    role: str | None = None
+
+
+def decide_history(
+    evaluations: pl.DataFrame,
+    releases: pl.DataFrame,
+    *,
+    metric: str,
+    promotion_margin: float,
+    baseline_margin: float,
+    gated: bool,
+    score: ScoreFn,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Every decision in order: one per evaluated training date (at its cut-off) and one per
+    release decision (at its effective day, after the training decisions of that day).
+
+    ``score`` re-scores an incumbent on a date's holdout; a score already in ``previous`` for
+    the same date, incumbent and evaluation is reused (scores are a function of those)."""
+    memo: dict[tuple[date, str, str], float] = {}
+    if previous is not None and previous.height:
+        for row in previous.filter(pl.col("kind") == TRAINING).iter_rows(named=True):
+            if row["from_version"] and row["incumbent_score"] is not None:
+                key = (row["training_date"], row["from_version"], row["evaluation_key"])
+                memo[key] = row["incumbent_score"]
+    roles = {
+        str(r["model_version"]): (r["candidate"], r["role"])
+        for r in evaluations.iter_rows(named=True)
+    }
+    events: list[tuple[date, int, int, Any]] = []
+    if evaluations.height:
+        for (day,), rows in evaluations.group_by(["training_date"]):
+            events.append((rows["effective_from"][0], 0, 0, (day, rows.sort("candidate"))))
+    for row in releases.iter_rows(named=True):
+        events.append((row["effective_from"], 1, row["seq"], row))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+
+    state, out = _InForce(), []
+    for effective, kind, _, payload in events:
+        before = state.version
+        if kind == 0:
+            day, rows = payload
+            row = _training_decision(
+                day,
+                effective,
+                rows,
+                state,
+                metric,
+                promotion_margin,
+                baseline_margin,
+                gated,
+                score,
+                memo,
+            )
+        else:
+            row = _release_decision(payload, state, roles)
+        row.update(seq=len(out) + 1, effective_from=effective, from_version=before)
+        row["to_version"] = state.version
+        row["candidate"], row["role"] = state.candidate, state.role
+        out.append(row)
+    return pl.DataFrame(out, schema=HISTORY_SCHEMA) if out else empty_history()
+
+
+def _training_decision(
+    day: date,
+    effective: date,
+    rows: pl.DataFrame,
+    state: _InForce,
+    metric: str,
+    promotion_margin: float,
+    baseline_margin: float,
+    gated: bool,
+    score: ScoreFn,
+    memo: dict[tuple[date, str, str], float],
 ) -> dict[str, Any]:
-    """Move the aliases back to the previous champion; return the history row to record."""
-    from mlops_assets.ml import registry as mlreg
-
-    current = mlreg.get_alias_version(registry.model_name, CHAMPION_ALIAS, registry.tracking_uri)
-    previous = plan_rollback(history, current)
-    mlreg.set_aliases(registry.model_name, previous, registry.aliases, registry.tracking_uri)
+    key = evaluation_key(rows)
+    incumbent = None
+    if state.version is not None:
+        cached = memo.get((day, state.version, key))
+        if cached is not None:
+            metrics: dict[str, float] | str = {metric: cached}
+        else:
+            first = rows.row(0, named=True)
+            metrics = score(
+                state.version,
+                date.fromisoformat(str(first["holdout_start"])),
+                date.fromisoformat(str(first["holdout_end"])),
+            )
+        incumbent = Entry(
+            name=f"incumbent:{state.candidate}",
+            role=MODEL,
+            version=state.version,
+            # An incumbent that no longer loads scores worst: a broken champion must not block
+            # its replacement (which has passed its own serve check).
+            metrics=metrics if isinstance(metrics, dict) else {},
+            extra={} if isinstance(metrics, dict) else {"error": metrics},
+        )
+    decision = decide(
+        entries_from_cards(rows), incumbent, metric, promotion_margin, baseline_margin
+    )
+    proposal = rows.filter(pl.col("proposed"))
+    serves = bool(proposal["serves"][0]) if proposal.height else False
+    action, reason = decision.action, decision.reason
+    chosen = decision.chosen
+    if decision.promoted and chosen is not None:
+        if not serves:
+            action, reason = "keep_not_serving", f"{reason}; the proposal does not serve"
+        elif gated:
+            action = "propose"
+            reason = (
+                f"{reason}; approval needed: `mlops-assets promote --env prod --training-date "
+                f"{day} --approved-by NAME` makes it champion"
+            )
+        else:
+            state.version, state.candidate, state.role = chosen.version, chosen.name, chosen.role
     return {
-        "training_date": today,
-        "effective_from": today,
-        "decided_at": now or datetime.now(),
-        "action": "rollback",
-        "from_version": current,
-        "to_version": previous,
-        "candidate": mlreg.version_tags(registry.model_name, previous, registry.tracking_uri).get(
-            "candidate"
+        "kind": TRAINING,
+        "training_date": day,
+        "action": action,
+        "proposed_version": chosen.version if decision.promoted and chosen else None,
+        "proposed_candidate": chosen.name if decision.promoted and chosen else None,
+        "metric": metric,
+        "chosen_score": _finite(chosen.value(metric)) if chosen else None,
+        "incumbent_score": _finite(incumbent.value(metric)) if incumbent else None,
+        "best_baseline_score": (
+            _finite(decision.best_baseline.value(metric)) if decision.best_baseline else None
         ),
+        "baseline_topped": decision.baseline_topped,
+        "reason": reason,
+        "approved_by": None,
+        "evaluation_key": key,
+    }
+
+
+def _release_decision(
+    row: dict[str, Any], state: _InForce, roles: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    version = row["version"]
+    candidate, role = roles.get(str(version), (row["candidate"], MODEL))
+    state.version = version
+    state.candidate = (row["candidate"] or candidate) if version else None
+    state.role = role if version else None
+    return {
+        "kind": RELEASE,
+        "training_date": None,
+        "action": row["action"],
+        "proposed_version": version,
+        "proposed_candidate": state.candidate,
         "metric": None,
         "chosen_score": None,
         "incumbent_score": None,
         "best_baseline_score": None,
         "baseline_topped": False,
-        "reason": f"rollback from v{current} to v{previous}",
-        "dry_run": False,
-        "dagster_run_id": "",
+        "reason": row["reason"],
+        "approved_by": row["approved_by"],
+        "evaluation_key": None,
     }
+
+
+def _finite(value: float) -> float | None:
+    return value if value != float("inf") else None
+
+
+def champion_in_force(history: pl.DataFrame, day: date) -> str | None:
+    """The champion version in force on ``day``: after the last decision effective on or
+    before it."""
+    if history.is_empty():
+        return None
+    rows = history.filter(pl.col("effective_from") <= day).sort("seq")
+    return rows["to_version"][-1] if rows.height else None
+
+
+def current(history: pl.DataFrame) -> str | None:
+    """The champion in force after the last decision."""
+    return history.sort("seq")["to_version"][-1] if history.height else None
+
+
+def first_day_in_force(history: pl.DataFrame) -> date | None:
+    served = history.filter(pl.col("to_version").is_not_null())
+    return served["effective_from"].min() if served.height else None
+
+
+def plan_rollback(history: pl.DataFrame) -> tuple[str | None, str]:
+    """What rollback restores: the champion the current one replaced (rollbacks are not
+    replacements, so rolling back twice walks further back). Undoing the first approved release
+    into an environment leaves it without a champion. Returns (version or None, reason)."""
+    rows = history.sort("seq").to_dicts()
+    now = rows[-1]["to_version"] if rows else None
+    if now is None:
+        raise PromotionError("there is no champion to roll back from")
+    made = [
+        r
+        for r in rows
+        if r["to_version"] == now and r["from_version"] != now and r["action"] != ROLLBACK
+    ]
+    if made and (made[-1]["from_version"] is not None or made[-1]["kind"] == RELEASE):
+        change = made[-1]
+        when = change["training_date"] or change["effective_from"]
+        return change["from_version"], f"rollback of the {change['action']} of {when}"
+    raise PromotionError(
+        f"champion v{now} has no previous champion in the history: nothing to roll back to"
+    )
+
+
+def release_row(
+    releases: pl.DataFrame,
+    *,
+    action: str,
+    version: str | None,
+    candidate: str | None,
+    approved_by: str,
+    reason: str,
+    source: str,
+    effective_from: date,
+    recorded_at: Any,
+) -> pl.DataFrame:
+    """``releases`` with one more release decision appended."""
+    if action not in (PROMOTE, ROLLBACK):
+        raise PromotionError(f"release action {action!r} is not {PROMOTE} or {ROLLBACK}")
+    if not approved_by or not approved_by.strip():
+        raise PromotionError(f"a {action} needs a named person (--approved-by NAME)")
+    if action == PROMOTE and not version:
+        raise PromotionError("promote needs the model version to make champion")
+    seq = int(releases["seq"].max() or 0) + 1 if releases.height else 1
+    row = {
+        "seq": seq,
+        "effective_from": effective_from,
+        "action": action,
+        "version": version,
+        "candidate": candidate,
+        "approved_by": approved_by.strip(),
+        "reason": reason,
+        "source": source,
+        "recorded_at": recorded_at,
+    }
+    return pl.concat([releases, pl.DataFrame([row], schema=RELEASE_SCHEMA)])
+
+
+def history_markdown(history: pl.DataFrame) -> str:
+    cols = ["effective_from", "kind", "training_date", "action", "from_version", "to_version"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in history.sort("seq").iter_rows(named=True):
+        lines.append("| " + " | ".join(str(row[c] or "-") for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def baseline_in_force(history: pl.DataFrame) -> Sequence[dict[str, Any]]:
+    """Decisions after which a baseline was in force (must be none)."""
+    return history.filter(pl.col("role") == "baseline").to_dicts()

@@ -421,6 +421,19 @@ def set_aliases(
         client.set_registered_model_alias(name, alias, str(version))
 
 
+def delete_aliases(name: str, aliases: Iterable[str], tracking_uri: str | None = None) -> None:
+    """Remove every alias in ``aliases`` (the environment then has no champion)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    for alias in aliases:
+        try:
+            client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+
+
 def get_alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str | None:
     """The version ``alias`` points at, or None if the model or the alias does not exist."""
     from mlflow.exceptions import MlflowException

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_assets.environments import Settings
-from mlops_assets.ml.promotion import CHAMPION_ALIAS, HISTORY_TABLE, PromotionError
+from mlops_assets.ml.promotion import CHAMPION_ALIAS, HISTORY_TABLE, TRAINING, PromotionError
 
 EXPERIMENT = "mlops_assets"
 SOURCE_VERSION_TAG = "source_version"
@@ -38,39 +38,62 @@ class ReleasePlan:
 
 
 def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
-    """The latest champion decision of an environment (its training date) and the results of
-    the champion asset's checks in the run that made it."""
+    """The decision that put an environment's champion in force (its training date) and the
+    results of the checks that vouch for it: the decision history's, from its latest
+    materialization, and the champion evaluation's, from the run that evaluated that date."""
     import dagster as dg
-    from dagster._core.events import DagsterEventType
+    import polars as pl
 
     from mlops_assets.storage.warehouse import Warehouse
 
     history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
-    decisions = (
-        history.filter(~history["dry_run"] & (history["action"] != "rollback"))
-        if history.height
+    current = history.sort("seq")["to_version"][-1] if history.width and history.height else None
+    made = (
+        history.filter(
+            (pl.col("kind") == TRAINING)
+            & (pl.col("to_version") == current)
+            & (pl.col("from_version").is_null() | (pl.col("from_version") != current))
+        )
+        if current
         else history
     )
-    if decisions.is_empty():
+    if current is None or made.is_empty():
         raise PromotionError(f"{settings.env} has no champion decision: cannot verify its checks")
-    latest = decisions.sort("decided_at").row(-1, named=True)
+    training_date = str(made.sort("seq")["training_date"][-1])
     home = settings.dagster_home
     if not (home / "dagster.yaml").exists():
         raise PromotionError(f"{settings.env} Dagster instance not found at {home}")
+    checks: dict[str, bool] = {}
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        records = instance.all_logs(
-            latest["dagster_run_id"], of_type=DagsterEventType.ASSET_CHECK_EVALUATION
-        )
-    checks = {}
-    for record in records:
-        evaluation = record.dagster_event.event_specific_data
-        if evaluation.asset_key == dg.AssetKey("champion"):
-            checks[evaluation.check_name] = bool(evaluation.passed)
+        for key, partition in (("champion_history", None), ("champion", training_date)):
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey(key),
+                    asset_partitions=[partition] if partition else None,
+                ),
+                limit=1,
+            ).records
+            if not records:
+                continue
+            for record in instance.all_logs(
+                records[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            ):
+                evaluation = record.dagster_event.event_specific_data
+                if evaluation.asset_key == dg.AssetKey(key):
+                    checks[evaluation.check_name] = bool(evaluation.passed)
     if not checks:
-        raise PromotionError(
-            f"the run of {settings.env}'s latest champion decision reported no checks"
-        )
-    return str(latest["training_date"]), checks
+        raise PromotionError(f"the runs of {settings.env}'s champion decision reported no checks")
+    return training_date, checks
+
+
+def version_candidate(settings: Settings, version: str) -> str:
+    """The candidate a registered version was trained as."""
+    from mlops_assets.ml import registry
+
+    tags = registry.version_tags(
+        settings.registered_model_name, version, settings.mlflow_tracking_uri
+    )
+    return tags.get("candidate", "")
 
 
 def _client(uri: str):
@@ -125,7 +148,8 @@ def plan(source: Settings, target: Settings, approved_by: str | None, reason: st
 
 
 def execute(p: ReleasePlan, source: Settings, target: Settings) -> str:
-    """Copy the version into the target registry, move its aliases, log the promotion."""
+    """Copy the version into the target registry (the decision history then moves its
+    aliases, once the release decision is recorded)."""
     import mlflow
 
     from mlops_assets.ml import registry
@@ -186,7 +210,6 @@ def execute(p: ReleasePlan, source: Settings, target: Settings) -> str:
     registry.set_version_description(
         p.target_model, version, description, target.mlflow_tracking_uri
     )
-    registry.set_aliases(p.target_model, version, p.aliases, target.mlflow_tracking_uri)
     return version
 
 

@@ -7,13 +7,13 @@ import dagster as dg
 
 from mlops_assets.defs.catalog import features_lineage, schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Frame,
     Project,
     after_blocking_checks,
     after_latest_blocking_checks,
+    code_version,
     eager_within,
     partition_days,
     project,
@@ -41,7 +41,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.features"),
         metadata=table_metadata("day", **schema_metadata(spec, "outcome_stats")),
         ins={"raw_events": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
         description=p.words(
@@ -69,7 +69,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.features"),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "features")),
         ins={
             "raw_events": dg.AssetIn(),
@@ -106,7 +106,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.features"),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "labeled_examples")),
         ins={"features": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
         description=p.words(
@@ -126,7 +126,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars", "parquet"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.features", "mlops_assets.storage.online_store"),
         deps=["features"],
         metadata=schema_metadata(spec, "online_features"),
         description=p.words(

@@ -6,12 +6,12 @@ import dagster as dg
 
 from mlops_assets.defs.catalog import predictions_lineage, schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Frame,
     Project,
     after_blocking_checks,
+    code_version,
     eager_within,
     partition_days,
     project,
@@ -25,12 +25,6 @@ ONE_PER_ROW = "predictions_one_per_feature_row"
 FINITE = "predictions_finite"
 IN_RANGE = "predictions_in_plausible_range"
 LOG_COMPLETE = "serving_log_matches_log_files"
-
-
-def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
-    """Day D depends on the training partition whose window ended on or before D."""
-    period = 1 if p.spec.training.cadence == "daily" else 7
-    return dg.TimeWindowPartitionMapping(start_offset=-period, end_offset=-period)
 
 
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
@@ -69,10 +63,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars", "lightgbm"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.inference", "mlops_assets.ml.promotion"),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "predictions")),
-        ins={"features": dg.AssetIn()},
-        deps=[dg.AssetDep("champion", partition_mapping=champion_in_force_mapping(p))],
+        ins={"features": dg.AssetIn(), "champion_history": dg.AssetIn()},
         check_specs=checks,
         description=p.words(
             "Predicted {outcome} for every {event} of the day, made by the champion that was in "
@@ -82,6 +75,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     def predictions(
         context: dg.AssetExecutionContext,
         features: Frame,
+        champion_history: Frame,
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
     ):
@@ -91,7 +85,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
 
         mlflow.experiment_id()
         wh = warehouse.get()
-        history = wh.read(promotion.HISTORY_TABLE)
+        history = champion_history if champion_history.width else promotion.empty_history()
         days = partition_days(context)
         day_rows = features.filter(pl.col(spec.date_column).is_in(days))
         missing = sorted(set(days) - set(day_rows[spec.date_column].unique().to_list()))
@@ -145,7 +139,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.storage.request_log"),
         automation_condition=dg.AutomationCondition.eager(),
         metadata=table_metadata("day", **schema_metadata(spec, "serving_log")),
         check_specs=[

@@ -6,11 +6,11 @@ import dagster as dg
 
 from mlops_assets.defs.catalog import business_lineage, schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Frame,
     Project,
+    code_version,
     eager_within,
     partition_days,
     project,
@@ -54,7 +54,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.business"),
         automation_condition=eager_within(spec.label_lag_days + 7),
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=24 * (spec.label_lag_days + 2)),

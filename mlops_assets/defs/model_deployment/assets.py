@@ -1,34 +1,55 @@
-"""Model deployment: the leaderboard of a training date, the promotion decision and the champion
-record; promotion moves the registry aliases `champion` and the environment's stage alias."""
+"""Model deployment: each training date's evaluation (`champion`), the people's release
+decisions (`release_decisions`) and the decision history they add up to (`champion_history`),
+which names the champion in force on every day and moves the registry aliases."""
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     WAREHOUSE_POOL,
     Frame,
     Project,
+    code_version,
     project,
     table_metadata,
 )
-from mlops_assets.defs.model_deployment.checks import champion_check_results, champion_check_specs
+from mlops_assets.defs.model_deployment.checks import (
+    champion_check_results,
+    champion_check_specs,
+    history_check_results,
+    history_check_specs,
+)
 from mlops_assets.defs.model_training.assets import TRAINING_DATE, training_cutoff
-from mlops_assets.defs.resources import MlflowResource, WarehouseResource
+from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 from mlops_assets.ml.candidates import CANDIDATES
 
 OWNERS = ["team:ml-engineering"]
 
 
-class ChampionConfig(dg.Config):
-    """Launch-time settings of the champion step."""
+class HistoryConfig(dg.Config):
+    """Launch-time settings of the decision history."""
 
     dry_run: bool = False
 
 
+class ReleaseConfig(dg.Config):
+    """A person's release decision, recorded by `mlops-assets promote` and `rollback`."""
+
+    action: str = ""
+    version: str = ""
+    candidate: str = ""
+    approved_by: str = ""
+    reason: str = ""
+    source: str = ""
+
+
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
+    return [build_champion(p), build_releases(p), build_history(p)]
+
+
+def build_champion(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
 
     @dg.asset(
@@ -39,75 +60,230 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.selection"),
         metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "champion")),
         ins={c.asset_name: dg.AssetIn() for c in CANDIDATES},
         deps=["labeled_examples"],
         check_specs=champion_check_specs(p),
         description=p.words(
-            "Which model predicts {outcome} from now on. The leaderboard of every candidate of "
-            "the training date plus the current champion re-scored on the same holdout, the "
-            "promotion decision and why. A baseline never becomes champion. Promotion moves "
-            f"the registry aliases `champion` and `{settings.stage_alias}`; the model card is "
-            "in the metadata and on the model version."
+            "Which model this training date proposes to predict {outcome}: the leaderboard of "
+            "every candidate on the same holdout, the best non-baseline that beats the "
+            "baselines by the margin, loaded from the registry in a fresh process. A baseline "
+            "is never proposed. The decision against the champion in force is made by "
+            "`champion_history`; the model card is in the metadata."
         ),
     )
     def champion(
         context: dg.AssetExecutionContext,
-        config: ChampionConfig,
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
         **cards: Frame,
     ):
         import polars as pl
 
-        from mlops_assets.ml import promotion, training
+        from mlops_assets.ml import promotion, registry, training
 
         mlflow.experiment_id()
         cutoff = training_cutoff(context)
-        windows = training.training_windows(spec, cutoff)
-        wh = warehouse.get()
-        holdout = wh.read(
-            "labeled_examples",
-            spec.date_column,
-            windows.holdout_start,
-            windows.holdout_end + timedelta(days=1),
+        w = training.training_windows(spec, cutoff)
+        holdout = warehouse.get().read(
+            "labeled_examples", spec.date_column, w.holdout_start, w.holdout_end + timedelta(1)
         )
         board = pl.concat([cards[c.asset_name] for c in CANDIDATES], how="diagonal_relaxed")
-        outcome = promotion.promote(
+        evaluation = promotion.evaluate(
             spec=spec,
-            registry=promotion.Registry(
-                mlflow.tracking_uri, mlflow.registered_model, settings.stage_alias
-            ),
+            registry=mlflow.registry(settings.stage_alias),
             cards=board,
             holdout=holdout,
             training_date=context.partition_key,
-            effective_from=cutoff,
-            promotion_margin=settings.thresholds.promotion_margin,
-            dry_run=config.dry_run,
-            dagster_run_id=context.run_id,
         )
-        wh.append(promotion.HISTORY_TABLE, promotion.history_frame(outcome.history_row))
-        champion_version = outcome.champion_version
-        value = board.with_columns(
-            pl.lit(outcome.history_row["action"]).alias("decision"),
-            (pl.col("model_version") == champion_version).alias("is_champion"),
-            pl.lit(champion_version, dtype=pl.String).alias("champion_version"),
-        )
+        if evaluation.proposal is not None:
+            registry.set_version_description(
+                mlflow.registered_model,
+                evaluation.proposal.version,
+                evaluation.model_card,
+                mlflow.tracking_uri,
+            )
         yield dg.Output(
-            value,
+            evaluation.frame(board, cutoff),
             metadata={
-                **outcome.decision.metadata(),
-                "action": outcome.history_row["action"],
-                "champion_version": champion_version or "none",
-                "aliases_moved": outcome.aliases_moved,
-                "dry_run": outcome.dry_run,
-                "model_card": dg.MetadataValue.md(outcome.model_card),
+                **evaluation.decision.metadata(),
+                "proposal": evaluation.proposal.version if evaluation.proposal else "none",
+                "model_card": dg.MetadataValue.md(evaluation.model_card),
             },
         )
-        yield from champion_check_results(p, outcome)
+        yield from champion_check_results(p, evaluation)
 
-    return [champion]
+    return champion
+
+
+def build_releases(p: Project) -> dg.AssetsDefinition:
+    settings = p.settings
+
+    @dg.asset(
+        name="release_decisions",
+        group_name="model_deployment",
+        automation_condition=dg.AutomationCondition.on_missing(),
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"duckdb"},
+        code_version=code_version("mlops_assets.ml.promotion"),
+        metadata=schema_metadata(p.spec, "release_decisions"),
+        description=(
+            "What people decided: every `mlops-assets promote` (with its approver) and "
+            "`mlops-assets rollback`, in the order they were made, with the day from which "
+            "each takes effect. Append-only: materialized without a decision it keeps its rows."
+        ),
+    )
+    def release_decisions(config: ReleaseConfig, warehouse: WarehouseResource) -> Frame:
+        from mlops_assets.ml import promotion
+
+        stored = warehouse.get().read(promotion.RELEASES_TABLE)
+        releases = stored if stored.width else promotion.empty_releases()
+        if not config.action:
+            return releases
+        try:
+            return promotion.release_row(
+                releases,
+                action=config.action,
+                version=config.version or None,
+                candidate=config.candidate or None,
+                approved_by=config.approved_by,
+                reason=config.reason,
+                source=config.source,
+                effective_from=settings.today(),
+                recorded_at=datetime.now(UTC).replace(tzinfo=None),
+            )
+        except promotion.PromotionError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    return release_decisions
+
+
+def build_history(p: Project) -> dg.AssetsDefinition:
+    spec, settings = p.spec, p.settings
+    limits = settings.thresholds
+
+    @dg.asset(
+        name="champion_history",
+        group_name="model_deployment",
+        automation_condition=dg.AutomationCondition.eager(),
+        pool=WAREHOUSE_POOL,
+        owners=OWNERS,
+        kinds={"mlflow", "duckdb"},
+        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.selection"),
+        metadata=schema_metadata(spec, "champion_history"),
+        ins={
+            "champion": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+            "release_decisions": dg.AssetIn(),
+        },
+        deps=["labeled_examples"],
+        check_specs=history_check_specs(p),
+        output_required=False,
+        description=p.words(
+            "Which model predicts {outcome} on each day, and why: one decision per training "
+            "date (against the champion in force at its cut-off, re-scored on its holdout) "
+            "and one per release decision, in order. Batch predictions and the drift "
+            "reference read the champion in force from here; materializing it moves the "
+            f"registry aliases `champion` and `{settings.stage_alias}` to the champion in "
+            "force after the last decision"
+            + (
+                " (in this environment only an approved release changes it)."
+                if limits.approval_gated
+                else "."
+            )
+            + " Launch with config `dry_run: true` to see the decisions without storing or "
+            "moving anything."
+        ),
+    )
+    def champion_history(
+        context: dg.AssetExecutionContext,
+        config: HistoryConfig,
+        champion: Frame,
+        release_decisions: Frame,
+        mlflow: MlflowResource,
+        warehouse: WarehouseResource,
+        alerts: AlertSinkResource,
+    ):
+        from mlops_assets.ml import promotion, registry
+
+        mlflow.experiment_id()
+        wh = warehouse.get()
+        previous = wh.read(promotion.HISTORY_TABLE)
+        history = promotion.decide_history(
+            champion,
+            release_decisions if release_decisions.width else promotion.empty_releases(),
+            metric=spec.training.metric,
+            promotion_margin=limits.promotion_margin,
+            baseline_margin=spec.training.baseline_margin,
+            gated=limits.approval_gated,
+            score=lambda v, start, end: _score(mlflow, wh, v, start, end),
+            previous=previous if previous.width else None,
+        )
+        target = mlflow.registry(settings.stage_alias)
+        before = registry.get_alias_version(target.model_name, "champion", target.tracking_uri)
+        after = promotion.current(history)
+        metadata = {
+            "decisions": history.height,
+            "champion_in_force": after or "none",
+            "aliases_before": before or "none",
+            "dry_run": config.dry_run,
+            "history": dg.MetadataValue.md(promotion.history_markdown(history)),
+        }
+        if config.dry_run:
+            context.log_event(dg.AssetObservation("champion_history", metadata=metadata))
+            return
+        if after != before:
+            if after is None:
+                registry.delete_aliases(target.model_name, target.aliases, target.tracking_uri)
+            else:
+                registry.set_aliases(target.model_name, after, target.aliases, target.tracking_uri)
+        for row in _new_proposals(history, previous):
+            alerts.send(
+                kind="proposal",
+                asset="champion_history",
+                partition=str(row["training_date"]),
+                cause="promotion awaiting approval",
+                message=f"training date {row['training_date']} proposes "
+                f"{row['proposed_candidate']} v{row['proposed_version']}: {row['reason']}",
+                run_id=context.run_id,
+            )
+        yield dg.Output(history, metadata={**metadata, "aliases_moved": after != before})
+        yield from history_check_results(p, history)
+
+    return champion_history
+
+
+def _score(mlflow: MlflowResource, wh, version: str, start: date, end: date):
+    """The metrics of ``version`` on the labeled examples of ``[start, end]``, or why not."""
+    from mlops_assets.ml import registry
+    from mlops_assets.ml.training import score
+
+    holdout = wh.read("labeled_examples", project().spec.date_column, start, end + timedelta(1))
+    try:
+        model = registry.load_model_version(mlflow.registered_model, version, mlflow.tracking_uri)
+        metrics, _ = score(model, holdout, project().spec)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return metrics
+
+
+def _new_proposals(history, previous) -> list[dict]:
+    """Proposals awaiting approval that the stored history did not hold yet."""
+    import polars as pl
+
+    rows = history.filter(pl.col("action") == "propose")
+    if not previous.width:
+        return rows.to_dicts()
+    known = {
+        (r["training_date"], r["proposed_version"])
+        for r in previous.filter(pl.col("action") == "propose").iter_rows(named=True)
+    }
+    return [
+        r
+        for r in rows.iter_rows(named=True)
+        if (r["training_date"], r["proposed_version"]) not in known
+    ]
 
 
 @dg.definitions

@@ -1,5 +1,5 @@
-"""Sanity rules on the champion. They can only be decided while `champion` runs (before any alias
-moves), so they are check specs on the asset, reported from its body."""
+"""Sanity rules of model deployment, reported from the decision objects rather than restated:
+the evaluation of a training date (`champion`) and the decision history (`champion_history`)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,31 @@ from mlops_assets.defs.common import Project, severity
 
 if TYPE_CHECKING:
     # The promotion module imports polars, which loading the definitions does without.
-    from mlops_assets.ml.promotion import PromotionOutcome
+    import polars as pl
+
+    from mlops_assets.ml.promotion import Evaluation
 
 BASELINE_NEVER_CHAMPION = "baseline_never_champion"
 CHAMPION_BEATS_BASELINES = "champion_beats_baselines"
-NO_REGRESSION = "no_regression_vs_incumbent"
 CHAMPION_SERVES = "champion_serves"
+ONE_DECISION = "one_decision_per_training_date"
+IN_FORCE_NOT_BASELINE = "champion_in_force_never_baseline"
+NO_REGRESSION = "no_regression_vs_incumbent"
 
 
 def champion_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
     margin = p.spec.training.baseline_margin
     described = {
         BASELINE_NEVER_CHAMPION: (
-            "A baseline can never become champion. Fails (and keeps the incumbent) when a "
+            "A baseline can never become champion. Fails (and proposes nothing) when a "
             "baseline tops the leaderboard: the models are no better than an average."
         ),
         CHAMPION_BEATS_BASELINES: (
-            f"The champion beats the best baseline by at least {margin:.0%} on the holdout."
-        ),
-        NO_REGRESSION: (
-            "The champion after this decision is no worse than the incumbent on the same holdout."
+            f"The proposal beats the best baseline by at least {margin:.0%} on the holdout."
         ),
         CHAMPION_SERVES: (
-            "The chosen model version loads from the registry in a fresh process and predicts "
-            "sample rows before any alias moves; if not, the incumbent stays."
+            "The proposed model version loads from the registry in a fresh process and "
+            "predicts sample rows; if not, nothing is proposed."
         ),
     }
     return [
@@ -48,24 +49,12 @@ def _num(value: float | None) -> float:
     return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
-def champion_check_results(p: Project, outcome: PromotionOutcome) -> list[dg.AssetCheckResult]:
-    decision, metric = outcome.decision, outcome.decision.metric
-    limits = p.settings.thresholds
+def champion_check_results(p: Project, ev: Evaluation) -> list[dg.AssetCheckResult]:
+    decision = ev.decision
+    metric = decision.metric
     margin = p.spec.training.baseline_margin
-    top = sorted(outcome.leaderboard, key=lambda e: e.value(metric))[0]
-    champion = outcome.champion_entry
-    baseline = decision.best_baseline
-    beats = (
-        champion is not None
-        and baseline is not None
-        and champion.value(metric) <= baseline.value(metric) * (1 - margin)
-    )
-    incumbent = outcome.incumbent
-    regression = (
-        champion is not None
-        and incumbent is not None
-        and champion.value(metric) > incumbent.value(metric) * (1 + 1e-9)
-    )
+    top = sorted(ev.leaderboard, key=lambda e: (e.value(metric), not e.is_baseline, e.name))[0]
+    model, baseline = decision.best_model, decision.best_baseline
     return [
         dg.AssetCheckResult(
             check_name=BASELINE_NEVER_CHAMPION,
@@ -75,42 +64,104 @@ def champion_check_results(p: Project, outcome: PromotionOutcome) -> list[dg.Ass
                 "observed": f"{top.name} ({top.role}) tops the leaderboard",
                 "threshold": "the top candidate is not a baseline",
                 "top_score": _num(top.value(metric)),
-                "champion_version": outcome.champion_version or "none",
+                "proposal": decision.chosen.version if decision.promoted else "none",
                 "reason": decision.reason,
             },
         ),
         dg.AssetCheckResult(
             check_name=CHAMPION_BEATS_BASELINES,
-            passed=beats,
-            severity=severity(limits.strict),
+            passed=decision.promoted,
+            severity=severity(p.settings.thresholds.strict),
             metadata={
-                "observed": _num(champion.value(metric) if champion else None),
+                "observed": _num(model.value(metric) if model else None),
                 "threshold": _num(baseline.value(metric) * (1 - margin) if baseline else None),
                 "best_baseline": baseline.name if baseline else "none",
                 "margin": margin,
                 "metric": metric,
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name=NO_REGRESSION,
-            passed=not regression,
-            severity=severity(limits.strict),
-            metadata={
-                "observed": _num(champion.value(metric) if champion else None),
-                "threshold": _num(incumbent.value(metric) if incumbent else None),
-                "incumbent_version": incumbent.version if incumbent else "none",
-                "metric": metric,
+                "reason": decision.reason,
             },
         ),
         dg.AssetCheckResult(
             check_name=CHAMPION_SERVES,
-            passed=outcome.serves_ok,
+            passed=ev.serves_ok,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
-                "observed": "loads and predicts" if outcome.serves_ok else "failed",
+                "observed": "loads and predicts" if ev.serves_ok else "failed",
                 "threshold": "loads from its registry URI and predicts sample rows",
-                "version": outcome.serves_version or "none",
-                "detail": outcome.serves_detail[-2000:],
+                "version": decision.chosen.version if decision.promoted else "none",
+                "detail": ev.serves_detail[-2000:],
+            },
+        ),
+    ]
+
+
+def history_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
+    strict = p.settings.thresholds.strict
+    return [
+        dg.AssetCheckSpec(
+            ONE_DECISION,
+            asset="champion_history",
+            blocking=True,
+            description="Every evaluated training date has exactly one decision.",
+        ),
+        dg.AssetCheckSpec(
+            IN_FORCE_NOT_BASELINE,
+            asset="champion_history",
+            blocking=True,
+            description="The champion in force is never a baseline, after any decision.",
+        ),
+        dg.AssetCheckSpec(
+            NO_REGRESSION,
+            asset="champion_history",
+            blocking=strict,
+            description="No training decision replaced the champion in force by a model that "
+            "scored worse than it on the same holdout.",
+        ),
+    ]
+
+
+def history_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetCheckResult]:
+    import polars as pl
+
+    from mlops_assets.ml import promotion
+
+    training = history.filter(pl.col("kind") == promotion.TRAINING)
+    counts = training.group_by("training_date").len()
+    repeated = counts.filter(pl.col("len") != 1)["training_date"].to_list()
+    baselines = promotion.baseline_in_force(history)
+    changed = training.filter(
+        (pl.col("to_version") != pl.col("from_version")) & pl.col("incumbent_score").is_not_null()
+    )
+    worse = changed.filter(pl.col("chosen_score") >= pl.col("incumbent_score"))
+    return [
+        dg.AssetCheckResult(
+            check_name=ONE_DECISION,
+            passed=not repeated,
+            metadata={
+                "observed": f"{counts.height} training dates, {len(repeated)} with other than "
+                "one decision",
+                "threshold": "exactly one decision per training date",
+                "training_dates": counts.height,
+                "repeated": ", ".join(map(str, repeated)) or "none",
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=IN_FORCE_NOT_BASELINE,
+            passed=not baselines,
+            metadata={
+                "observed": f"{len(baselines)} decisions left a baseline in force",
+                "threshold": "0",
+                "champion_in_force": promotion.current(history) or "none",
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=NO_REGRESSION,
+            passed=worse.is_empty(),
+            severity=severity(p.settings.thresholds.strict),
+            metadata={
+                "observed": f"{worse.height} of {changed.height} replacements scored worse",
+                "threshold": "0",
+                "dates": ", ".join(map(str, worse["training_date"].to_list())) or "none",
             },
         ),
     ]

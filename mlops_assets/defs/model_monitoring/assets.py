@@ -6,19 +6,18 @@ import dagster as dg
 
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Frame,
     Project,
     after_blocking_checks,
+    code_version,
     eager_within,
     partition_days,
     project,
     severity,
     table_metadata,
 )
-from mlops_assets.defs.inference.assets import champion_in_force_mapping
 from mlops_assets.defs.model_monitoring.checks import (
     DRIFT_SHARE,
     NULL_SHARE,
@@ -34,6 +33,12 @@ REFERENCE_ROWS = 5_000
 SEED = 11
 
 
+def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
+    """Day D depends on the training partition whose window ended on or before D."""
+    period = 1 if p.spec.training.cadence == "daily" else 7
+    return dg.TimeWindowPartitionMapping(start_offset=-period, end_offset=-period)
+
+
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec = p.spec
 
@@ -45,9 +50,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.training", "mlops_assets.ml.promotion"),
         metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "drift_reference")),
-        deps=["champion", "labeled_examples"],
+        ins={"champion_history": dg.AssetIn()},
+        deps=["labeled_examples"],
         description=p.words(
             "What normal looks like for the champion chosen on this training date: a bounded "
             f"sample (up to {REFERENCE_ROWS:,} rows) of its training window's features with its "
@@ -56,7 +62,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def drift_reference(
-        context: dg.AssetExecutionContext, mlflow: MlflowResource, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext,
+        champion_history: Frame,
+        mlflow: MlflowResource,
+        warehouse: WarehouseResource,
     ) -> Frame:
         import polars as pl
 
@@ -66,11 +75,14 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         mlflow.experiment_id()
         wh = warehouse.get()
         training_date = datetime.fromisoformat(context.partition_key).date()
-        history = wh.read(promotion.HISTORY_TABLE)
-        decided = history.filter(pl.col("training_date") == training_date).sort("decided_at")
+        history = champion_history if champion_history.width else promotion.empty_history()
+        decided = history.filter(pl.col("training_date") == training_date).sort("seq")
         version = decided["to_version"][-1] if decided.height else None
         if version is None:
-            raise dg.Failure(description=f"no champion after training date {training_date}")
+            raise dg.Failure(
+                description=f"no champion in force after training date {training_date}",
+                allow_retries=False,
+            )
         tags = registry.version_tags(mlflow.registered_model, version, mlflow.tracking_uri)
         start, end = (date.fromisoformat(d) for d in tags["train_window"].split(".."))
         window = wh.read("labeled_examples", spec.date_column, start, end + timedelta(days=1))
@@ -107,7 +119,7 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"evidently", "duckdb"},
-        code_version=CODE_VERSION,
+        code_version=code_version("mlops_assets.ml.drift"),
         automation_condition=eager_within(7),
         metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
         ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},

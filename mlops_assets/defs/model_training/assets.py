@@ -10,11 +10,11 @@ import dagster as dg
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     WAREHOUSE_POOL,
     Frame,
     Project,
     after_blocking_checks,
+    code_version,
     project,
     table_metadata,
 )
@@ -68,9 +68,21 @@ def model_card_row(
     )
 
 
+def candidate_code_version(candidate: Candidate) -> str:
+    """The training code of one candidate: its fit function and parameters, and the training,
+    model and registry modules (what it logs is part of what it produces)."""
+    return code_version(
+        "mlops_assets.ml.training",
+        "mlops_assets.ml.model",
+        "mlops_assets.ml.registry",
+        extra=(candidate.fit, sorted(candidate.params.items())),
+    )
+
+
 def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefinition:
     spec = p.spec
     kinds = {"lightgbm", "mlflow", "duckdb"} if candidate.role == "model" else {"mlflow", "duckdb"}
+    version = candidate_code_version(candidate)
 
     @dg.asset(
         name=candidate.asset_name,
@@ -80,7 +92,7 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds=kinds,
-        code_version=CODE_VERSION,
+        code_version=version,
         tags={"role": candidate.role},
         metadata=table_metadata(
             TRAINING_DATE, role=candidate.role, **schema_metadata(spec, "candidate")
@@ -118,7 +130,7 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
             data_fingerprint=training.data_fingerprint(train),
             dagster_run_id=context.run_id,
             parent_run_id=parent,
-            code_version=CODE_VERSION,
+            code_version=version,
             ui_base=mlflow.ui_base,
         )
         context.add_output_metadata(

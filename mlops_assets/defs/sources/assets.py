@@ -4,11 +4,11 @@ import dagster as dg
 
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    CODE_VERSION,
     SINGLE_RUN,
     WAREHOUSE_POOL,
     Frame,
     Project,
+    code_version,
     partition_days,
     project,
     table_metadata,
@@ -30,7 +30,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version(
+            "mlops_assets.storage.sources", "mlops_assets.simulator", "mlops_assets.dataset"
+        ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "raw_events")),
         description=p.words(
             "Every {event} of the day with its attributes as known when it was booked, one row "
@@ -63,7 +65,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=CODE_VERSION,
+        code_version=code_version(
+            "mlops_assets.storage.sources", "mlops_assets.simulator", "mlops_assets.dataset"
+        ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "raw_outcomes")),
         description=p.words(
             "The {outcome} observed for each {event} of the day. They land {lag} days after the "
