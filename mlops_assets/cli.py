@@ -105,6 +105,8 @@ def _history(settings):
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     _set_env(args)
+    import polars as pl
+
     from mlops_assets.environments import load_settings
     from mlops_assets.ml import promotion
 
@@ -125,7 +127,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         "action": promotion.ROLLBACK,
         "version": version or "",
         "approved_by": args.by or getpass.getuser(),
-        "reason": args.reason or reason,
+        "reason": args.reason or f"rollback from v{current} to v{version or '-'} ({reason})",
         "source": f"rollback from v{current}",
     }
     error = _record_release(settings, release)
@@ -133,7 +135,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     aliases = f"champion, {settings.stage_alias}"
-    target = f"v{version}" if version else "no champion (aliases removed)"
+    named = history.filter(pl.col("to_version") == version)["candidate"]
+    target = f"v{version} ({named[-1]})" if version else "no champion (aliases removed)"
     print(
         f"rolled back {settings.registered_model_name} ({settings.env}): aliases {aliases} "
         f"moved from v{current} to {target}; recorded in release_decisions and "

@@ -263,3 +263,49 @@ def actuals_landed(day: date, label_lag_days: int, as_of: date | datetime) -> bo
     """The actual outcomes of ``day`` have landed once the day they land on has begun."""
     today = as_of.date() if isinstance(as_of, datetime) else as_of
     return today >= day + timedelta(days=label_lag_days)
+
+
+@dataclass(frozen=True)
+class DayMetrics:
+    """One day's business metrics and its verdict against the usual band of the days before."""
+
+    day: date
+    result: BusinessResult
+    bands: dict[str, RuleResult]
+
+
+def metrics_by_day(
+    predictions: pl.DataFrame,
+    outcomes: pl.DataFrame,
+    events: pl.DataFrame | None,
+    spec: DatasetSpec,
+    days: list[date],
+    band_days: int,
+    band_columns: tuple[str, ...],
+) -> list[DayMetrics]:
+    """The business metrics of each of ``days``, each judged against the band of the
+    ``band_days`` days before it. The band's days are recomputed from the same inputs (the
+    predictions and outcomes of those days), never read from earlier results, so a day gets the
+    same verdict whether it runs alone, in a range, or in any order."""
+    day_col = spec.date_column
+    predicted = set(predictions[day_col].unique().to_list()) if predictions.height else set()
+    landed = set(outcomes[day_col].unique().to_list()) if outcomes.height else set()
+    totals: dict[date, dict[str, float]] = {}
+    results: dict[date, BusinessResult] = {}
+    first = min(days) - timedelta(days=band_days)
+    for day in sorted(d for d in predicted & landed if first <= d <= max(days)):
+        result = business_metrics(
+            predictions.filter(pl.col(day_col) == day), outcomes, events, spec
+        )
+        results[day], totals[day] = result, result.totals()
+    out = []
+    for day in days:
+        if day not in results:
+            raise ValueError(f"no predictions with landed outcomes on {day}")
+        past = [totals[d] for d in sorted(totals) if day - timedelta(days=band_days) <= d < day]
+        bands = {
+            column: within_band(results[day].totals()[column], [p[column] for p in past])
+            for column in band_columns
+        }
+        out.append(DayMetrics(day, results[day], bands))
+    return out

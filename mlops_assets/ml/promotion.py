@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,14 @@ from typing import Any
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
-from mlops_assets.ml.selection import MODEL, Decision, Entry, decide, leaderboard_markdown
+from mlops_assets.ml.selection import (
+    Decision,
+    Entry,
+    beats,
+    decide,
+    leaderboard_markdown,
+    relative_improvement,
+)
 
 CHAMPION_ALIAS = "champion"
 HISTORY_TABLE = "champion_history"
@@ -83,9 +91,14 @@ class Evaluation:
         proposed = self.decision.chosen.version if self.decision.promoted else None
         return cards.with_columns(
             pl.lit(effective_from, dtype=pl.Date).alias("effective_from"),
+            pl.lit(self.decision.baseline_topped).alias("baseline_topped"),
             (pl.col("model_version") == (proposed or "")).alias("proposed"),
             pl.lit(self.serves_ok if proposed else None, dtype=pl.Boolean).alias("serves"),
-            pl.lit(self.decision.reason).alias("evaluation"),
+            pl.lit(
+                self.decision.reason
+                if self.serves_ok
+                else f"{self.decision.reason}; not serving: {self.serves_detail[-300:]}"
+            ).alias("evaluation"),
         )
 
 
@@ -242,7 +255,6 @@ def decide_history(
     *,
     metric: str,
     promotion_margin: float,
-    baseline_margin: float,
     gated: bool,
     score: ScoreFn,
     previous: pl.DataFrame | None = None,
@@ -282,7 +294,6 @@ def decide_history(
                 state,
                 metric,
                 promotion_margin,
-                baseline_margin,
                 gated,
                 score,
                 memo,
@@ -303,44 +314,48 @@ def _training_decision(
     state: _InForce,
     metric: str,
     promotion_margin: float,
-    baseline_margin: float,
     gated: bool,
     score: ScoreFn,
     memo: dict[tuple[date, str, str], float],
 ) -> dict[str, Any]:
+    """One training date against the champion in force: its evaluation already applied the
+    baseline rule with the settings of its own run; here only the incumbent is compared."""
     key = evaluation_key(rows)
-    incumbent = None
-    if state.version is not None:
+    proposal = rows.filter(pl.col("proposed"))
+    chosen = entries_from_cards(proposal)[0] if proposal.height else None
+    keeping = f"keeping {state.candidate} (v{state.version})" if state.version else "no champion"
+    incumbent_score = None
+    topped = bool(rows["baseline_topped"][0]) if "baseline_topped" in rows.columns else False
+    if chosen is None:
+        action, reason = "keep", f"{rows['evaluation'][0]}; {keeping}"
+    elif not bool(proposal["serves"][0]):
+        action, reason = "keep_not_serving", f"{proposal['evaluation'][0]}; {keeping}"
+    elif state.version is None:
+        action, reason = "first", str(proposal["evaluation"][0])
+    else:
         cached = memo.get((day, state.version, key))
-        if cached is not None:
-            metrics: dict[str, float] | str = {metric: cached}
-        else:
+        if cached is None:
             first = rows.row(0, named=True)
-            metrics = score(
+            scored = score(
                 state.version,
                 date.fromisoformat(str(first["holdout_start"])),
                 date.fromisoformat(str(first["holdout_end"])),
             )
-        incumbent = Entry(
-            name=f"incumbent:{state.candidate}",
-            role=MODEL,
-            version=state.version,
             # An incumbent that no longer loads scores worst: a broken champion must not block
             # its replacement (which has passed its own serve check).
-            metrics=metrics if isinstance(metrics, dict) else {},
-            extra={} if isinstance(metrics, dict) else {"error": metrics},
-        )
-    decision = decide(
-        entries_from_cards(rows), incumbent, metric, promotion_margin, baseline_margin
-    )
-    proposal = rows.filter(pl.col("proposed"))
-    serves = bool(proposal["serves"][0]) if proposal.height else False
-    action, reason = decision.action, decision.reason
-    chosen = decision.chosen
-    if decision.promoted and chosen is not None:
-        if not serves:
-            action, reason = "keep_not_serving", f"{reason}; the proposal does not serve"
-        elif gated:
+            cached = float(scored.get(metric, math.inf)) if isinstance(scored, dict) else math.inf
+        incumbent_score = cached
+        value = chosen.value(metric)
+        label = f"{chosen.name} (v{chosen.version}) {metric} {value:.4f}"
+        against = f"the incumbent {state.candidate} (v{state.version}, {cached:.4f})"
+        if beats(value, cached, promotion_margin):
+            gain = relative_improvement(value, cached)
+            action, reason = "promote", f"promote {label}: beats {against} by {gain:.1%}"
+        else:
+            action = "keep"
+            reason = f"{label} does not beat {against} by {promotion_margin:.1%}; {keeping}"
+    if action in ("first", "promote") and chosen is not None:
+        if gated:
             action = "propose"
             reason = (
                 f"{reason}; approval needed: `mlops-assets promote --env prod --training-date "
@@ -348,19 +363,18 @@ def _training_decision(
             )
         else:
             state.version, state.candidate, state.role = chosen.version, chosen.name, chosen.role
+    baselines = rows.filter(pl.col("role") == "baseline")[metric]
     return {
         "kind": TRAINING,
         "training_date": day,
         "action": action,
-        "proposed_version": chosen.version if decision.promoted and chosen else None,
-        "proposed_candidate": chosen.name if decision.promoted and chosen else None,
+        "proposed_version": chosen.version if chosen else None,
+        "proposed_candidate": chosen.name if chosen else None,
         "metric": metric,
         "chosen_score": _finite(chosen.value(metric)) if chosen else None,
-        "incumbent_score": _finite(incumbent.value(metric)) if incumbent else None,
-        "best_baseline_score": (
-            _finite(decision.best_baseline.value(metric)) if decision.best_baseline else None
-        ),
-        "baseline_topped": decision.baseline_topped,
+        "incumbent_score": _finite(incumbent_score) if incumbent_score is not None else None,
+        "best_baseline_score": float(baselines.min()) if baselines.len() else None,
+        "baseline_topped": topped,
         "reason": reason,
         "approved_by": None,
         "evaluation_key": key,
@@ -371,7 +385,7 @@ def _release_decision(
     row: dict[str, Any], state: _InForce, roles: dict[str, tuple[str, str]]
 ) -> dict[str, Any]:
     version = row["version"]
-    candidate, role = roles.get(str(version), (row["candidate"], MODEL))
+    candidate, role = roles.get(str(version), (row["candidate"], "model"))
     state.version = version
     state.candidate = (row["candidate"] or candidate) if version else None
     state.role = role if version else None
@@ -393,7 +407,7 @@ def _release_decision(
 
 
 def _finite(value: float) -> float | None:
-    return value if value != float("inf") else None
+    return value if math.isfinite(value) else None
 
 
 def champion_in_force(history: pl.DataFrame, day: date) -> str | None:

@@ -38,28 +38,19 @@ class ReleasePlan:
 
 
 def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
-    """The decision that put an environment's champion in force (its training date) and the
-    results of the checks that vouch for it: the decision history's, from its latest
-    materialization, and the champion evaluation's, from the run that evaluated that date."""
+    """An environment's latest training decision (its training date) and the results of the
+    checks that vouch for it: the decision history's, from its latest materialization, and the
+    champion evaluation's, from the run that evaluated that date."""
     import dagster as dg
     import polars as pl
 
     from mlops_assets.storage.warehouse import Warehouse
 
     history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
-    current = history.sort("seq")["to_version"][-1] if history.width and history.height else None
-    made = (
-        history.filter(
-            (pl.col("kind") == TRAINING)
-            & (pl.col("to_version") == current)
-            & (pl.col("from_version").is_null() | (pl.col("from_version") != current))
-        )
-        if current
-        else history
-    )
-    if current is None or made.is_empty():
+    decisions = history.filter(pl.col("kind") == TRAINING) if history.width else history
+    if decisions.is_empty():
         raise PromotionError(f"{settings.env} has no champion decision: cannot verify its checks")
-    training_date = str(made.sort("seq")["training_date"][-1])
+    training_date = str(decisions.sort("seq")["training_date"][-1])
     home = settings.dagster_home
     if not (home / "dagster.yaml").exists():
         raise PromotionError(f"{settings.env} Dagster instance not found at {home}")

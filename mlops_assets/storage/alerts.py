@@ -1,8 +1,10 @@
 """The alert sink: every alert becomes one JSON line in the environment's alert log and, when a
 webhook is configured, one POST (Slack's `{"text": ...}` format or the raw JSON).
 
-Duplicates are suppressed: an alert for the same asset and cause within the cooldown is not sent
-again. The log itself is the memory of what was sent, so suppression holds across processes.
+Duplicates are suppressed: an alert for the same asset, partition and cause within the cooldown
+is not sent again (keyed by partition, so the alerts of a history do not depend on the order or
+batching of the runs that replay it). The log itself is the memory of what was sent, so
+suppression holds across processes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Alert:
     details: dict[str, Any] = field(default_factory=dict)
 
     def dedup_key(self) -> str:
-        return f"{self.asset}|{self.cause}"
+        return f"{self.asset}|{self.partition}|{self.cause}"
 
     def text(self) -> str:
         where = f"{self.asset}" + (f" [{self.partition}]" if self.partition else "")

@@ -17,6 +17,7 @@ from mlops_assets_tests.deployment.scenario import (
     BASE_DAYS,
     CANDIDATE_KEYS,
     CHAMPION,
+    DECISIONS,
     MODELS,
     NOISE_DAYS,
     P1,
@@ -40,7 +41,7 @@ from mlops_assets_tests.helpers import Pipeline, failure_messages
 # As in ml/conftest.py: LightGBM's OpenMP threads otherwise spin on a busy machine. Timing only.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-DRY_RUN_CONFIG = {"ops": {"champion": {"config": {"dry_run": True}}}}
+DRY_RUN_CONFIG = {"ops": {"champion_history": {"config": {"dry_run": True}}}}
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +80,7 @@ def corruption(world: World) -> Corruption:
     try:
         for path in originals:
             path.write_text("this is not a LightGBM model\n")
-        champion = world.train(P1, [CHAMPION])
+        champion = world.train(P1, [CHAMPION, *DECISIONS])
     finally:
         for path, content in originals.items():
             path.write_bytes(content)
@@ -94,11 +95,13 @@ def first_champion(corruption: Corruption, world: World) -> Step:
 
 @pytest.fixture(scope="session")
 def dry_run(first_champion: Step, world: World) -> DryRun:
-    """P2's candidates, then its champion step launched with ``dry_run``."""
+    """P2's candidates, then its champion step and the decision history launched with
+    ``dry_run``."""
     assert first_champion.result.success, failure_messages(first_champion.result)
     candidates = world.train(P2, CANDIDATE_KEYS)
     assert candidates.result.success, failure_messages(candidates.result)
-    return DryRun(candidates, world.train(P2, [CHAMPION], run_config=DRY_RUN_CONFIG))
+    dry = world.train(P2, [CHAMPION, *DECISIONS], run_config=DRY_RUN_CONFIG)
+    return DryRun(candidates, dry)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ order by the session fixtures of ``conftest.py``:
 5. ``P3`` on a CSV dataset of the same columns whose target is noise (a baseline tops).
 
 Each step snapshots what it left behind (run result, registry aliases before and after, the
-champion-history rows it appended), so a test reads a step's outcome whichever later steps ran.
+decision the run recorded for its training date), so a test reads a step's outcome whichever
+later steps ran.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ MODELS = ("lgbm_small", "lgbm_large")
 CANDIDATES = (*BASELINES, *MODELS)
 CANDIDATE_KEYS = [dg.AssetKey(f"candidate_{name}") for name in CANDIDATES]
 CHAMPION = dg.AssetKey("champion")
+HISTORY = dg.AssetKey("champion_history")
+DECISIONS = (dg.AssetKey("release_decisions"), HISTORY)
 DRIFT_REFERENCE = dg.AssetKey("drift_reference")
 PREDICTIONS = dg.AssetKey("predictions")
 METRICS = ("mae", "rmse", "wape", "bias")
@@ -103,7 +106,7 @@ class Step:
     result: dg.ExecuteInProcessResult
     aliases_before: dict[str, str | None]
     aliases_after: dict[str, str | None]
-    history: pl.DataFrame  # the champion_history rows this run appended
+    history: pl.DataFrame  # the decision of the run's training date, if the run decided
 
     @property
     def run_id(self) -> str:
@@ -121,7 +124,7 @@ class Step:
         return self.materialized()[key].metadata
 
     def decision(self) -> dict[str, Any]:
-        """The one history row this run appended."""
+        """The decision this run recorded for its training date."""
         assert self.history.height == 1, self.history
         return self.history.row(0, named=True)
 
@@ -199,14 +202,16 @@ class World:
     def history(self) -> pl.DataFrame:
         return self.read("champion_history")
 
-    def _step(self, run) -> Step:
+    def _step(self, run, partition: str | None = None) -> Step:
         before = self.aliases()
         result = run()
+        decided = any(e.asset_key == HISTORY for e in result.get_asset_materialization_events())
         history = self.history()
-        if history.is_empty():
+        if history.is_empty() or not decided:
             history = pl.DataFrame(schema=HISTORY_SCHEMA)
-        appended = history.filter(pl.col("dagster_run_id") == result.run_id)
-        return Step(result, before, self.aliases(), appended)
+        if partition is not None:
+            history = history.filter(pl.col("training_date") == date.fromisoformat(partition))
+        return Step(result, before, self.aliases(), history)
 
     def train(
         self,
@@ -227,7 +232,8 @@ class World:
                 asset_selection=selection,
                 run_config=run_config,
                 raise_on_error=False,
-            )
+            ),
+            partition,
         )
 
     def score(self, days: list[date]) -> Step:

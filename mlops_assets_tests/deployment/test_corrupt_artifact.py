@@ -2,11 +2,18 @@
 candidate assets selected, the LightGBM versions' `model.txt` files in the artifact store are
 overwritten with garbage; the champion step then fails `champion_serves` (loading the chosen
 version in a fresh process), no alias moves (there was no champion yet, so none is set), and the
-champion history records `keep_not_serving` with the loader's error."""
+decision history records `keep_not_serving` with the loader's error."""
 
 from __future__ import annotations
 
-from mlops_assets_tests.deployment.scenario import CANDIDATE_KEYS, CHAMPION, MODELS, Corruption
+from mlops_assets_tests.deployment.scenario import (
+    CANDIDATE_KEYS,
+    CHAMPION,
+    DECISIONS,
+    HISTORY,
+    MODELS,
+    Corruption,
+)
 from mlops_assets_tests.helpers import failure_messages
 
 
@@ -31,8 +38,10 @@ def test_the_overwritten_files_are_the_lightgbm_boosters(corruption: Corruption)
 
 def test_a_corrupted_artifact_fails_champion_serves_and_moves_no_alias(corruption: Corruption):
     step = corruption.champion
-    assert set(step.materialized()) == {CHAMPION}
-    assert not step.result.success  # champion_serves blocks
+    assert set(step.materialized()) == {CHAMPION, *DECISIONS}
+    # champion_serves fails (an ERROR check: it alerts) and the decision history, which runs
+    # after it, keeps the incumbent (none yet).
+    assert step.result.success, failure_messages(step.result)
 
     checks = step.checks()
     serves = checks["champion_serves"]
@@ -49,13 +58,13 @@ def test_a_corrupted_artifact_fails_champion_serves_and_moves_no_alias(corruptio
 
     row = step.decision()
     assert row["action"] == "keep_not_serving"
-    assert row["candidate"] in MODELS
+    assert row["proposed_candidate"] in MODELS
     assert row["from_version"] is None
     assert row["to_version"] is None
     assert "not serving" in row["reason"]
     assert "cannot read LightGBM model" in row["reason"]
 
-    meta = step.metadata(CHAMPION)
-    assert meta["action"].value == "keep_not_serving"
+    assert step.metadata(CHAMPION)["proposal"].value == "none"
+    meta = step.metadata(HISTORY)
     assert meta["aliases_moved"].value is False
-    assert meta["champion_version"].value == "none"
+    assert meta["champion_in_force"].value == "none"

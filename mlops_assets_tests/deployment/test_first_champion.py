@@ -1,6 +1,7 @@
 """The first champion on the embedded (simulated) data: the whole training job of the first
-partition makes a LightGBM candidate champion. Its row of the champion table in the warehouse
-beats the best baseline's holdout WAPE by the spec's margin, and the registry's `champion` and
+partition makes a LightGBM candidate champion: the training date proposes it (its row of the
+champion table beats the best baseline's holdout WAPE by the spec's margin), the decision history
+records it as the first champion, and the registry's `champion` and
 dev stage alias `larva` point at its version, which carries the model card. The champion's
 drift reference is built in the same run."""
 
@@ -16,6 +17,7 @@ from mlops_assets_tests.deployment.scenario import (
     CHAMPION,
     CUTOFF,
     DRIFT_REFERENCE,
+    HISTORY,
     MODEL_NAME,
     MODELS,
     P1,
@@ -32,12 +34,12 @@ def test_a_lightgbm_candidate_becomes_the_first_champion(first_champion: Step, w
     assert first_champion.result.success, failure_messages(first_champion.result)
     rows = board(world.read("champion"), P1)
     assert sorted(rows["candidate"].to_list()) == sorted(CANDIDATES)
-    champion = rows.filter(pl.col("is_champion"))
+    champion = rows.filter(pl.col("proposed"))
     assert champion.height == 1, rows
     card = champion.row(0, named=True)
     assert card["candidate"] in MODELS
     assert card["role"] == "model"
-    assert card["decision"] == "first"
+    assert first_champion.decision()["action"] == "first"
     version = card["model_version"]
 
     assert first_champion.aliases_before == {"champion": None, "larva": None}
@@ -52,7 +54,7 @@ def test_the_champion_beats_the_best_baseline_on_the_holdout(world: World, first
     baselines = rows.filter(pl.col("role") == "baseline")
     assert sorted(baselines["candidate"].to_list()) == sorted(BASELINES)
     best_baseline = baselines["wape"].min()
-    champion_wape = rows.filter(pl.col("is_champion"))["wape"].item()
+    champion_wape = rows.filter(pl.col("proposed"))["wape"].item()
     assert champion_wape < best_baseline * (1 - BASELINE_MARGIN), rows
 
     decision = first_champion.decision()
@@ -68,12 +70,15 @@ def test_the_champion_beats_the_best_baseline_on_the_holdout(world: World, first
     assert {name: e.passed for name, e in checks.items()} == {
         "baseline_never_champion": True,
         "champion_beats_baselines": True,
-        "no_regression_vs_incumbent": True,
         "champion_serves": True,
+        "one_decision_per_training_date": True,
+        "champion_in_force_never_baseline": True,
+        "no_regression_vs_incumbent": True,
     }
-    meta = first_champion.metadata(CHAMPION)
+    assert first_champion.metadata(CHAMPION)["proposal"].value == decision["to_version"]
+    meta = first_champion.metadata(HISTORY)
     assert meta["aliases_moved"].value is True
-    assert meta["champion_version"].value == decision["to_version"]
+    assert meta["champion_in_force"].value == decision["to_version"]
 
 
 def test_the_drift_reference_is_the_new_champions(world: World, first_champion: Step):

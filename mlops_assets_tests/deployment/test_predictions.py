@@ -34,7 +34,7 @@ def served_by_history(history: pl.DataFrame, day: date) -> str:
     names a champion and took effect on or before it (dry runs name the incumbent)."""
     rows = history.filter(
         (pl.col("effective_from") <= day) & pl.col("to_version").is_not_null()
-    ).sort("effective_from", "decided_at")
+    ).sort("seq")
     return rows["to_version"][-1]
 
 

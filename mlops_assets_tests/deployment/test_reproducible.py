@@ -1,7 +1,8 @@
 """Re-materializing a training partition is reproducible: the candidates retrained from the same
 rows score exactly the same on every metric and resolve to the same MLflow runs and registered
-versions (no duplicate versions), the leaderboard in the champion table is unchanged, and the
-champion stays where it was."""
+versions (no duplicate versions), the leaderboard in the champion table is unchanged, the
+date's decision is re-derived the same (replaced, not appended) and the champion stays where it
+was."""
 
 from __future__ import annotations
 
@@ -45,13 +46,18 @@ def test_rematerializing_a_partition_keeps_the_leaderboard_and_versions(rerun: R
         assert rerun.step.metadata(key)["reused_logged_run"].value is True
 
 
-def test_rematerializing_a_partition_keeps_the_champion(rerun: Rerun, promoted: Step):
+def test_rematerializing_a_partition_replaces_its_decision_with_the_same_one(
+    rerun: Rerun, promoted: Step
+):
+    # The re-run is judged against the champion in force at its cut-off (the first one), not
+    # against the champion it made itself: the same decision, replaced rather than appended.
     champion = promoted.aliases_after["champion"]
     assert rerun.step.aliases_before == rerun.step.aliases_after
     assert rerun.step.aliases_after == {"champion": champion, "larva": champion}
     row = rerun.step.decision()
-    assert row["action"] == "keep"
-    assert row["from_version"] == row["to_version"] == champion
-    assert "does not beat the incumbent" in row["reason"]
-    champion_rows = rerun.board_after.filter(pl.col("is_champion"))
+    first = promoted.decision()
+    assert row["action"] == first["action"] == "promote"
+    assert (row["from_version"], row["to_version"]) == (first["from_version"], champion)
+    assert row["reason"] == first["reason"]
+    champion_rows = rerun.board_after.filter(pl.col("proposed"))
     assert champion_rows["model_version"].to_list() == [champion]

@@ -1,8 +1,8 @@
 """`mlops-assets rollback` in a subprocess, on a copy of the environment after the second
-champion was promoted: it moves `champion` and `larva` back to the previous champion and appends
-a `rollback` row to the champion history; rolling back again (the first champion had no
-predecessor) exits non-zero with the reason and changes nothing; so does a folder without a
-registry."""
+champion was promoted: it records a rollback release decision, after which the decision history
+ends with a `rollback` row and `champion` and `larva` point back at the previous champion;
+rolling back again (the first champion had no predecessor) exits non-zero with the reason and
+changes nothing; so does a folder without a registry."""
 
 from __future__ import annotations
 
@@ -75,14 +75,14 @@ def test_rollback_moves_both_aliases_to_the_previous_champion(
     candidate = first_champion.decision()["candidate"]
     assert (
         f"rolled back mlops_assets_dev (dev): aliases champion, larva moved from v{current} "
-        f"to v{previous} ({candidate}); recorded in champion_history"
+        f"to v{previous} ({candidate}); recorded in release_decisions and champion_history"
     ) in done.stdout
     assert rollbacks.aliases_after_first == {"champion": previous, "larva": previous}
 
 
 def test_rollback_appends_a_rollback_row(rollbacks: Rollbacks, scored: Scored, promoted: Step):
-    before = scored.history.sort("decided_at")
-    after = rollbacks.history_after_first.sort("decided_at")
+    before = scored.history.sort("seq")
+    after = rollbacks.history_after_first.sort("seq")
     assert after.height == before.height + 1
     assert after.head(before.height).equals(before)
     row = after.row(-1, named=True)
@@ -90,7 +90,9 @@ def test_rollback_appends_a_rollback_row(rollbacks: Rollbacks, scored: Scored, p
     assert row["from_version"] == promoted.aliases_after["champion"]
     assert row["to_version"] == rollbacks.aliases_after_first["champion"]
     assert row["effective_from"] == TODAY
-    assert row["reason"] == f"rollback from v{row['from_version']} to v{row['to_version']}"
+    assert row["reason"].startswith(
+        f"rollback from v{row['from_version']} to v{row['to_version']} ("
+    )
 
 
 def test_rollback_without_a_previous_champion_is_refused(rollbacks: Rollbacks):
@@ -103,8 +105,8 @@ def test_rollback_without_a_previous_champion_is_refused(rollbacks: Rollbacks):
     )
     assert done.stdout == ""
     assert rollbacks.aliases_after_second == rollbacks.aliases_after_first
-    assert rollbacks.history_after_second.sort("decided_at").equals(
-        rollbacks.history_after_first.sort("decided_at")
+    assert rollbacks.history_after_second.sort("seq").equals(
+        rollbacks.history_after_first.sort("seq")
     )
 
 

@@ -116,15 +116,17 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
                 [start, end],
             )["m"][0]
             upper[version] = inference.PLAUSIBLE_FACTOR * float(seen or 0.0)
-        versions = sorted(frame[inference.MODEL_VERSION].unique().to_list())
-        yield dg.Output(
-            frame,
-            metadata={
-                "model_versions": ", ".join(versions),
-                "mean_prediction": float(frame[inference.PREDICTION].mean() or 0.0),
-                "dagster/column_lineage": predictions_lineage(spec),
-            },
-        )
+        for day in days:
+            rows = frame.filter(pl.col(spec.date_column) == day)
+            context.add_asset_metadata(
+                {
+                    "model_versions": ", ".join(sorted(rows[inference.MODEL_VERSION].unique())),
+                    "mean_prediction": float(rows[inference.PREDICTION].mean() or 0.0),
+                    "rows": rows.height,
+                },
+                partition_key=day.isoformat(),
+            )
+        yield dg.Output(frame, metadata={"dagster/column_lineage": predictions_lineage(spec)})
         yield rule_result(
             inference.one_per_row(frame, day_rows, spec.event_key), check_name=ONE_PER_ROW
         )

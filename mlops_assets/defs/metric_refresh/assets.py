@@ -29,6 +29,7 @@ TOTAL = "ALL"
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec, settings = p.spec, p.settings
     cost = spec.cost_column
+    band_window = dg.TimeWindowPartitionMapping(start_offset=-BAND_HISTORY_DAYS)
     checks = [
         dg.AssetCheckSpec(
             ERROR_IN_BAND,
@@ -61,10 +62,11 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             warn_window=timedelta(hours=24 * (spec.label_lag_days + 1)),
         ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "business_metrics")),
+        # The band of each day is recomputed from the days before it, read as inputs.
         ins={
-            "predictions": dg.AssetIn(),
-            "raw_outcomes": dg.AssetIn(),
-            "raw_events": dg.AssetIn(),
+            "predictions": dg.AssetIn(partition_mapping=band_window),
+            "raw_outcomes": dg.AssetIn(partition_mapping=band_window),
+            "raw_events": dg.AssetIn(partition_mapping=band_window),
             "serving_log": dg.AssetIn(),
         },
         check_specs=checks,
@@ -104,50 +106,51 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
                 allow_retries=False,
             )
         segment = spec.segment_column
-        history = warehouse.get().read("business_metrics")
-        if history.height:
-            history = history.filter(
-                (pl.col(segment) == TOTAL)
-                & (pl.col(spec.date_column) < days[0])
-                & (pl.col(spec.date_column) >= days[0] - timedelta(days=BAND_HISTORY_DAYS))
-            )
-        tables = []
-        for day in days:
-            result = business.business_metrics(
-                predictions.filter(pl.col(spec.date_column) == day), raw_outcomes, raw_events, spec
-            )
-            total = result.total.with_columns(
-                pl.lit(day, dtype=pl.Date).alias(spec.date_column), pl.lit(TOTAL).alias(segment)
-            )
-            tables += [result.table, total]
-        table = pl.concat(tables, how="diagonal_relaxed")
-        totals = result.totals()
-        serving = business.serving_summary(
-            serving_log.filter(pl.col("day") == days[-1]) if serving_log.height else serving_log
+        columns = ("wape", "cost_per_outcome_actual") if cost else ("wape",)
+        per_day = business.metrics_by_day(
+            predictions, raw_outcomes, raw_events, spec, days, BAND_HISTORY_DAYS, columns
         )
+        tables = []
+        for m in per_day:
+            total = m.result.total.with_columns(
+                pl.lit(m.day, dtype=pl.Date).alias(spec.date_column), pl.lit(TOTAL).alias(segment)
+            )
+            tables += [m.result.table, total]
+            log = serving_log.filter(pl.col("day") == m.day) if serving_log.height else serving_log
+            context.add_asset_metadata(
+                {
+                    "day": str(m.day),
+                    **{k: float(v) for k, v in m.result.totals().items()},
+                    **{f"serving_{k}": float(v) for k, v in business.serving_summary(log).items()},
+                    "segments": dg.MetadataValue.md(m.result.segments_markdown()),
+                },
+                partition_key=m.day.isoformat(),
+            )
         yield dg.Output(
-            table,
-            metadata={
-                "day": str(days[-1]),
-                **{k: float(v) for k, v in totals.items()},
-                **{f"serving_{k}": float(v) for k, v in serving.items()},
-                "segments": dg.MetadataValue.md(result.segments_markdown()),
-                "dagster/column_lineage": business_lineage(spec),
-            },
+            pl.concat(tables, how="diagonal_relaxed"),
+            metadata={"dagster/column_lineage": business_lineage(spec)},
         )
         sev = severity(settings.thresholds.strict)
         for name, column in ((ERROR_IN_BAND, "wape"), (COST_IN_BAND, "cost_per_outcome_actual")):
-            if column.startswith("cost") and not cost:
+            if column not in columns:
                 yield dg.AssetCheckResult(
                     check_name=name,
                     passed=True,
                     metadata={"observed": "n/a", "threshold": "n/a", "note": "no cost column"},
                 )
                 continue
-            past = history[column].to_list() if history.height else []
-            rule = business.within_band(totals[column], past)
+            failed = [m for m in per_day if not m.bands[column].passed]
+            shown = (failed or per_day)[-1]
             yield dg.AssetCheckResult(
-                check_name=name, passed=bool(rule.passed), severity=sev, metadata=rule.metadata()
+                check_name=name,
+                passed=not failed,
+                severity=sev,
+                metadata={
+                    **shown.bands[column].metadata(),
+                    "day": str(shown.day),
+                    "days_checked": len(per_day),
+                    "days_outside_band": ", ".join(str(m.day) for m in failed) or "none",
+                },
             )
 
     return [business_metrics]

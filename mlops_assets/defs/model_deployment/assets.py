@@ -215,7 +215,6 @@ def build_history(p: Project) -> dg.AssetsDefinition:
             release_decisions if release_decisions.width else promotion.empty_releases(),
             metric=spec.training.metric,
             promotion_margin=limits.promotion_margin,
-            baseline_margin=spec.training.baseline_margin,
             gated=limits.approval_gated,
             score=lambda v, start, end: _score(mlflow, wh, v, start, end),
             previous=previous if previous.width else None,
@@ -232,6 +231,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         }
         if config.dry_run:
             context.log_event(dg.AssetObservation("champion_history", metadata=metadata))
+            yield from history_check_results(p, history)
             return
         if after != before:
             if after is None:

@@ -110,6 +110,7 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
     numeric, categorical = spec.monitored_numeric, spec.monitored_categorical
+    lookback = dg.TimeWindowPartitionMapping(start_offset=-(limits.drift_persist_m - 1))
 
     @dg.asset(
         name="drift_report",
@@ -122,7 +123,12 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         code_version=code_version("mlops_assets.ml.drift"),
         automation_condition=eager_within(7),
         metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
-        ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},
+        # The persistence rule looks back over the previous days: their drift flags are read
+        # from this table or, for a day not reported yet, recomputed from these inputs.
+        ins={
+            "features": dg.AssetIn(partition_mapping=lookback),
+            "predictions": dg.AssetIn(partition_mapping=lookback),
+        },
         # The reference of the champion that made the day's predictions, not of the training
         # week the day falls in (that one is trained after the day and would redo its report).
         deps=[dg.AssetDep("drift_reference", partition_mapping=champion_in_force_mapping(p))],
@@ -148,15 +154,21 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         wh = warehouse.get()
         references = wh.read("drift_reference")
         past = wh.read("drift_report")
-        frames, worst = [], None
-        for day in partition_days(context):
+        flags = {
+            r["day"]: bool(r["drifted"])
+            for r in (past.filter(pl.col("column") == "__drifted__") if past.width else past)
+            .select("day", "drifted")
+            .iter_rows(named=True)
+        }
+
+        def run(day: date):
             current = features.filter(pl.col(spec.date_column) == day).join(
                 predictions.select(spec.event_key, "prediction", "model_version"),
                 on=spec.event_key,
                 how="inner",
             )
             if current.is_empty():
-                raise dg.Failure(description=f"no predictions for {day}: nothing to monitor")
+                return None, current
             version = current["model_version"][0]
             reference = references.filter(pl.col("model_version") == version)
             if reference.is_empty():
@@ -164,8 +176,7 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
                     description=f"no drift reference for champion v{version}: materialize "
                     "drift_reference for its training date"
                 )
-            latest = reference["training_date"].max()
-            reference = reference.filter(pl.col(TRAINING_DATE) == latest)
+            reference = reference.filter(pl.col(TRAINING_DATE) == reference[TRAINING_DATE].max())
             result = drift.drift_report(
                 reference,
                 current,
@@ -175,79 +186,102 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
                 timestamp=datetime.combine(day, datetime.min.time()),
                 drift_share_max=limits.drift_share_max,
             )
+            return result, current
+
+        days = partition_days(context)
+        frames, verdicts = [], {name: [] for name in (DRIFT_SHARE, PREDICTION_DRIFT, NULL_SHARE)}
+        persistent_days: list[str] = []
+        for day in days:
+            result, current = run(day)
+            if result is None:
+                raise dg.Failure(description=f"no predictions for {day}: nothing to monitor")
             html = drift.save_report(result, settings.reports_dir / f"drift_{day}.html")
             drift.add_to_workspace(
                 result, settings.reports_dir / "workspace", f"mlops_assets_{settings.env}"
             )
-            drift_rule = drift.drift_share_rule(result, limits.drift_share_max)
-            null_rule = drift.null_share_rule(current, numeric + categorical, limits.null_share_max)
-            pred_rule = drift.prediction_drift_rule(result)
-            recent = (
-                past.filter(
-                    (pl.col("day") < day)
-                    & (pl.col("day") >= day - timedelta(days=limits.drift_persist_m - 1))
-                    & (pl.col("column") == "__drifted__")
-                )
-                .sort("day")["drifted"]
-                .to_list()
-                if past.height
-                else []
-            )
-            flags = [*recent, not drift_rule.passed]
-            persistent = drift.persistent(flags, limits.drift_persist_n, limits.drift_persist_m)
+            rules = {
+                DRIFT_SHARE: drift.drift_share_rule(result, limits.drift_share_max),
+                NULL_SHARE: drift.null_share_rule(
+                    current, numeric + categorical, limits.null_share_max
+                ),
+                PREDICTION_DRIFT: drift.prediction_drift_rule(result),
+            }
+            flags[day] = not rules[DRIFT_SHARE].passed
+            window = [day - timedelta(days=k) for k in range(limits.drift_persist_m - 1, -1, -1)]
+            for earlier in window:
+                if earlier not in flags and earlier >= p.spec.start_date:
+                    previous, _ = run(earlier)
+                    if previous is not None:
+                        flags[earlier] = not drift.drift_share_rule(
+                            previous, limits.drift_share_max
+                        ).passed
+            recent = [flags[d] for d in window if d in flags]
+            persistent = drift.persistent(recent, limits.drift_persist_n, limits.drift_persist_m)
             if persistent:
+                persistent_days.append(str(day))
                 alerts.send(
                     kind="drift_persistent",
                     asset="drift_report",
                     partition=day.isoformat(),
                     cause="persistent drift",
                     message=(
-                        f"features drifted on {sum(flags)} of the last {len(flags)} days "
-                        f"(share {result.drift_share:.0%} today, threshold "
+                        f"features drifted on {sum(recent)} of the last {len(recent)} days "
+                        f"(share {result.drift_share:.0%} on {day}, threshold "
                         f"{limits.drift_share_max:.0%})"
                     ),
                     run_id=context.run_id,
                 )
-            day_frame = result.frame().with_columns(pl.lit(day, dtype=pl.Date).alias("day"))
-            flag = pl.DataFrame(
+            for name, rule in rules.items():
+                verdicts[name].append((day, rule))
+            verdicts.setdefault(PERSISTENT, []).append((day, (recent, persistent)))
+            frames.append(result.frame().with_columns(pl.lit(day, dtype=pl.Date).alias("day")))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "column": ["__drifted__"],
+                        "kind": ["summary"],
+                        "drifted": [flags[day]],
+                        "score": [result.drift_share],
+                        "day": [day],
+                    }
+                )
+            )
+            context.add_asset_metadata(
                 {
-                    "column": ["__drifted__"],
-                    "kind": ["summary"],
-                    "drifted": [not drift_rule.passed],
-                    "score": [result.drift_share],
-                    "day": [day],
+                    **result.metrics(),
+                    "day": str(day),
+                    "persistent_drift": persistent,
+                    "report": dg.MetadataValue.path(str(html)),
+                    "summary": dg.MetadataValue.md(result.summary_markdown()),
+                },
+                partition_key=day.isoformat(),
+            )
+        yield dg.Output(pl.concat(frames, how="diagonal_relaxed"))
+        sev = severity(limits.strict)
+        for name in (DRIFT_SHARE, PREDICTION_DRIFT, NULL_SHARE):
+            failed = [(d, r) for d, r in verdicts[name] if not r.passed]
+            day, rule = (failed or verdicts[name])[-1]
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=not failed,
+                severity=sev,
+                metadata={
+                    **rule.metadata(),
+                    "day": str(day),
+                    "days_checked": len(days),
+                    "days_failed": ", ".join(str(d) for d, _ in failed) or "none",
                 },
             )
-            frames += [day_frame, flag]
-            outcome = (day, result, html, drift_rule, null_rule, pred_rule, persistent, flags)
-            if worst is None or result.drift_share >= worst[1].drift_share:
-                worst = outcome
-        day, result, html, drift_rule, null_rule, pred_rule, persistent, flags = worst
-        yield dg.Output(
-            pl.concat(frames, how="diagonal_relaxed"),
-            metadata={
-                **result.metrics(),
-                "day": str(day),
-                "report": dg.MetadataValue.path(str(html)),
-                "summary": dg.MetadataValue.md(result.summary_markdown()),
-            },
-        )
-        sev = severity(limits.strict)
-        for name, rule in (
-            (DRIFT_SHARE, drift_rule),
-            (PREDICTION_DRIFT, pred_rule),
-            (NULL_SHARE, null_rule),
-        ):
-            yield dg.AssetCheckResult(
-                check_name=name, passed=bool(rule.passed), severity=sev, metadata=rule.metadata()
-            )
+        last_recent = verdicts[PERSISTENT][-1][1][0]
         yield dg.AssetCheckResult(
             check_name=PERSISTENT,
-            passed=not persistent,
+            passed=not persistent_days,
             severity=sev,
             metadata={
-                "observed": f"{sum(flags)} of {len(flags)} days drifted",
+                "observed": f"{sum(last_recent)} of {len(last_recent)} days drifted "
+                f"(up to {days[-1]})",
                 "threshold": f"< {limits.drift_persist_n} of {limits.drift_persist_m}",
+                "persistent_on": ", ".join(persistent_days) or "none",
             },
         )
 
