@@ -324,17 +324,11 @@ def _training_decision(
     proposal = rows.filter(pl.col("proposed"))
     chosen = entries_from_cards(proposal)[0] if proposal.height else None
     keeping = f"keeping {state.candidate} (v{state.version})" if state.version else "no champion"
-    incumbent_score = None
     topped = bool(rows["baseline_topped"][0]) if "baseline_topped" in rows.columns else False
-    if chosen is None:
-        action, reason = "keep", f"{rows['evaluation'][0]}; {keeping}"
-    elif not bool(proposal["serves"][0]):
-        action, reason = "keep_not_serving", f"{proposal['evaluation'][0]}; {keeping}"
-    elif state.version is None:
-        action, reason = "first", str(proposal["evaluation"][0])
-    else:
-        cached = memo.get((day, state.version, key))
-        if cached is None:
+    incumbent_score = None
+    if state.version is not None:
+        incumbent_score = memo.get((day, state.version, key))
+        if incumbent_score is None:
             first = rows.row(0, named=True)
             scored = score(
                 state.version,
@@ -343,13 +337,22 @@ def _training_decision(
             )
             # An incumbent that no longer loads scores worst: a broken champion must not block
             # its replacement (which has passed its own serve check).
-            cached = float(scored.get(metric, math.inf)) if isinstance(scored, dict) else math.inf
-        incumbent_score = cached
+            incumbent_score = (
+                float(scored.get(metric, math.inf)) if isinstance(scored, dict) else math.inf
+            )
+    if chosen is None:
+        evaluated = str(rows["evaluation"][0]).removesuffix("; no champion yet")
+        action, reason = "keep", f"{evaluated}; {keeping}"
+    elif not bool(proposal["serves"][0]):
+        action, reason = "keep_not_serving", f"{proposal['evaluation'][0]}; {keeping}"
+    elif incumbent_score is None:
+        action, reason = "first", str(proposal["evaluation"][0])
+    else:
         value = chosen.value(metric)
         label = f"{chosen.name} (v{chosen.version}) {metric} {value:.4f}"
-        against = f"the incumbent {state.candidate} (v{state.version}, {cached:.4f})"
-        if beats(value, cached, promotion_margin):
-            gain = relative_improvement(value, cached)
+        against = f"the incumbent {state.candidate} (v{state.version}, {incumbent_score:.4f})"
+        if beats(value, incumbent_score, promotion_margin):
+            gain = relative_improvement(value, incumbent_score)
             action, reason = "promote", f"promote {label}: beats {against} by {gain:.1%}"
         else:
             action = "keep"

@@ -79,6 +79,6 @@ def test_the_incumbent_keeps_both_aliases_and_history_says_why(no_signal: NoSign
     assert row["from_version"] == row["to_version"] == incumbent
     top = no_signal.board.sort("wape")["candidate"][0]
     assert row["reason"].startswith(f"baseline {top} tops the leaderboard")
-    assert "keeping incumbent:" in row["reason"]
+    assert f"keeping {row['candidate']} (v{incumbent})" in row["reason"]
     assert f"(v{incumbent})" in row["reason"]
     assert row["incumbent_score"] > row["best_baseline_score"]

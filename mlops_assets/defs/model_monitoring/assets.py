@@ -154,11 +154,10 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         wh = warehouse.get()
         references = wh.read("drift_reference")
         past = wh.read("drift_report")
+        summary = past.filter(pl.col("column") == "__drifted__") if past.width else None
         flags = {
             r["day"]: bool(r["drifted"])
-            for r in (past.filter(pl.col("column") == "__drifted__") if past.width else past)
-            .select("day", "drifted")
-            .iter_rows(named=True)
+            for r in (summary.iter_rows(named=True) if summary is not None else [])
         }
 
         def run(day: date):
