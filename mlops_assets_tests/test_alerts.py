@@ -110,7 +110,10 @@ def test_failed_error_check_alerts_exactly_once(make_pipeline) -> None:
 
     path = pipeline.data_dir / "prod" / "alerts" / "alerts.jsonl"
     alerts = AlertSinkResource(env="prod", path=str(path))
-    context = dg.build_sensor_context(instance=pipeline.instance, resources={"alerts": alerts})
+    defs = pipeline.definitions()
+    context = dg.build_sensor_context(
+        instance=pipeline.instance, resources={"alerts": alerts}, definitions=defs
+    )
     alert_on_failed_checks(context)
     lines = _lines(path)
     assert len(lines) == 1
@@ -121,7 +124,10 @@ def test_failed_error_check_alerts_exactly_once(make_pipeline) -> None:
 
     # The next tick starts after the cursor: nothing new, nothing sent.
     again = dg.build_sensor_context(
-        instance=pipeline.instance, resources={"alerts": alerts}, cursor=context.cursor
+        instance=pipeline.instance,
+        resources={"alerts": alerts},
+        cursor=context.cursor,
+        definitions=defs,
     )
     alert_on_failed_checks(again)
     assert len(_lines(path)) == 1
