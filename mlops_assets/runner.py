@@ -237,6 +237,9 @@ def _watch_pools(instance: dg.DagsterInstance, run_id: str) -> Iterator[None]:
 
     def watch() -> None:
         swept = 0.0
+        # Nothing can have waited long enough before then: short runs cost no query at all.
+        if stop.wait(POOL_WAIT_REPORT_S):
+            return
         while not stop.wait(POOL_POLL_S):
             waits = _holders(instance, run_id)
             for wait in waits:
