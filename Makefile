@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev ui-readonly bench system-deps
+.PHONY: demo test lint dev ui-readonly prod-ops bench system-deps
 
-# The read-only product-manager UI: the prod environment's webserver, no launches or toggles.
+# Every UI target resolves MLOPS_ENV and MLOPS_DATA_DIR as `mlops-assets` does: the Dagster home
+# is $MLOPS_DATA_DIR/<env>/dagster_home, holding this repository's dagster.yaml.
+SERVICES = $(BIN)/python -m mlops_assets.services
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
+# The read-only product-manager UI: the prod environment's webserver (or $MLOPS_ENV's), no
+# launches or toggles.
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3001
-PROD_HOME ?= $(CURDIR)/data/prod/dagster_home
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -48,14 +53,15 @@ test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 dev: $(STAMP)
-	mkdir -p data/$${MLOPS_ENV:-dev}/dagster_home
-	cp dagster.yaml data/$${MLOPS_ENV:-dev}/dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/data/$${MLOPS_ENV:-dev}/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(SERVICES) dev --host $(DEV_HOST) --port $(DEV_PORT)
 
 ui-readonly: $(STAMP)
-	mkdir -p $(PROD_HOME)
-	cp dagster.yaml $(PROD_HOME)/dagster.yaml
-	MLOPS_ENV=prod DAGSTER_HOME=$(PROD_HOME) $(BIN)/dagster-webserver -w workspace.yaml --read-only -h $(UI_HOST) -p $(UI_PORT)
+	$(SERVICES) ui-readonly --host $(UI_HOST) --port $(UI_PORT)
+
+# The read-only webserver plus the environment's daemon (automation, sensors, freshness), so
+# prod runs by itself while product managers browse it.
+prod-ops: $(STAMP)
+	$(SERVICES) prod-ops --host $(UI_HOST) --port $(UI_PORT)
 
 bench: $(STAMP)
 	$(BIN)/mlops-assets bench --out bench-results/latest.json

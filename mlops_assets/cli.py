@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -15,16 +16,59 @@ def _set_env(args: argparse.Namespace) -> None:
         os.environ["MLOPS_ENV"] = args.env
 
 
+class _Stage:
+    """One stage of the demo on the terminal: a progress bar (a single line when the output is
+    not a terminal) that advances with each run the runner reports."""
+
+    def __init__(self, console, title: str, total: int | None):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.failed = 0
+        self.progress = Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=console,
+        )
+        self.task = self.progress.add_task(title, total=total, last="")
+
+    def __enter__(self) -> _Stage:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, message: str) -> None:
+        self.failed += "FAILED" in message
+        self.progress.update(self.task, advance=1, last=message)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _set_env(args)
+    from rich.console import Console
+
     from mlops_assets.defs.common import project
     from mlops_assets.runner import (
+        day_batches,
+        days_for_first_champion,
         ensure_instance,
         first_champion_day,
+        metric_batches,
+        reporting,
         run_days,
         run_metrics,
         run_scoring,
         run_training,
+        scoring_batches,
         training_partitions,
     )
     from mlops_assets.storage.warehouse import Warehouse
@@ -35,26 +79,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = ensure_instance(settings)
     from mlops_assets.definitions import defs
 
+    console = Console(highlight=False, soft_wrap=True)
     today = settings.today()
     days = [today - timedelta(days=n) for n in range(args.days, 0, -1)]
     print(
         f"mlops-assets demo: env={settings.env} dataset={p.spec.name} "
-        f"days={days[0]}..{days[-1]} data={settings.env_dir}"
+        f"days={days[0]}..{days[-1]} data={settings.env_dir}",
+        flush=True,
     )
-    summary = run_days(defs, instance, settings, days, progress=print)
-    dates = training_partitions(days[0], today)[-max(args.training_dates, 1) :]
-    run_training(defs, instance, dates, print, summary)
-    served_from = first_champion_day(settings)
-    if served_from is not None:
-        served = [d for d in days if d >= served_from]
-        run_scoring(defs, instance, served, print, summary, drift_days=args.drift_days)
-        run_metrics(defs, instance, settings, served, print, summary)
+
+    def stage(title: str, total: int | None):
+        if args.verbose:
+            return _Plain(title)
+        return _Stage(console, title, total)
+
+    def notice(message: str) -> None:
+        console.print(f"  {message}")
+
+    # Quiet: what libraries print (MLflow's registry messages, warnings) goes to a log file; the
+    # runs' event logs stay in the Dagster instance.
+    library_log = settings.env_dir / "demo.log"
+    quiet = (
+        contextlib.nullcontext()
+        if args.verbose
+        else contextlib.redirect_stderr(library_log.open("w"))
+    )
+    with quiet, reporting(notice=notice, console_log_level=None if args.verbose else "ERROR"):
+        with stage("daily assets", len(day_batches(settings, days)) + 1) as progress:
+            summary = run_days(defs, instance, settings, days, progress=progress)
+        dates = training_partitions(days[0], today)[-max(args.training_dates, 1) :]
+        if dates:
+            with stage("training", len(dates)) as progress:
+                run_training(defs, instance, dates, progress, summary)
+        else:
+            needed = days_for_first_champion(settings)
+            advice = (
+                f"the training window needs {needed} days of data; "
+                f"try `mlops-assets demo --days {needed}`"
+                if needed is not None
+                else "no training date has ended yet"
+            )
+            print(f"  no training: {args.days} days are too few for a champion ({advice})")
+        served_from = first_champion_day(settings)
+        if served_from is not None:
+            served = [d for d in days if d >= served_from]
+            with stage("scoring", scoring_batches(served, args.drift_days)) as progress:
+                run_scoring(defs, instance, served, progress, summary, drift_days=args.drift_days)
+            with stage("business metrics", metric_batches(settings, served)) as progress:
+                run_metrics(defs, instance, settings, served, progress, summary)
     wh = Warehouse(settings.warehouse_path, settings.schema)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")
+    for label in summary.failed_runs[:10]:
+        print(f"    failed run: {label} (its event log is in the Dagster UI; or use --verbose)")
     for asset, count in sorted(summary.partitions.items()):
         rows = wh.query(f'SELECT count(*) AS n FROM "{settings.schema}"."{asset}"')["n"][0]
-        print(f"  {asset:<18} {count:>4} partitions materialized, {rows:>9,} rows in warehouse")
+        print(f"  {asset:<22} {count:>4} partitions materialized, {rows:>9,} rows in warehouse")
     print(f"  checks: {summary.checks_passed} passed, {len(summary.checks_failed)} failed")
     for failed in summary.checks_failed[:10]:
         print(f"    failed: {failed}")
@@ -63,8 +143,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  warehouse: {settings.warehouse_path}")
     print(f"  online store: {settings.online_store_path}")
     print(f"  Dagster home: {settings.dagster_home} (browse with `make dev`)")
+    if not args.verbose and library_log.exists() and library_log.stat().st_size:
+        print(f"  library messages: {library_log}")
     print(f"  took {time.monotonic() - started:.1f}s")
     return 1 if summary.failed_runs else 0
+
+
+class _Plain:
+    """A stage with ``--verbose``: Dagster's event log goes to the terminal, and each run the
+    runner reports is one plain line between it."""
+
+    def __init__(self, title: str):
+        self.title = title
+
+    def __enter__(self) -> _Plain:
+        print(f"{self.title} ...", flush=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def __call__(self, message: str) -> None:
+        print(f"  {message}", flush=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -327,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (MLOPS_ENV)")
     demo.add_argument(
         "--drift-days", type=int, default=7, help="days with a drift report (default 7)"
+    )
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's event log of every run (it is always kept in the instance)",
     )
     demo.add_argument(
         "--training-dates",

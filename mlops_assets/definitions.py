@@ -76,6 +76,7 @@ def build_definitions() -> dg.Definitions:
                 path=str(settings.alerts_path),
                 webhook_url=dg.EnvVar(WEBHOOK_VAR) if os.environ.get(WEBHOOK_VAR) else None,
                 webhook_format=os.environ.get("MLOPS_ALERT_WEBHOOK_FORMAT", "slack"),
+                ui_base=settings.dagster_url,
             ),
             "mlflow": MlflowResource(
                 tracking_uri=settings.mlflow_tracking_uri,

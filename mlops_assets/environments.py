@@ -17,6 +17,7 @@ STAGE_ALIASES = {"dev": "larva", "staging": "chrysalis", "prod": "butterfly"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO_ROOT / "data" / "datasets" / "tv_ad_response.yaml"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 
 
 class SettingsError(ValueError):
@@ -68,6 +69,9 @@ class Settings:
     as_of: datetime | None = None
     schema: str = "mlops"
     thresholds: Thresholds = field(default_factory=lambda: _THRESHOLDS["dev"])
+    # Where the environment's Dagster UI is reached (MLOPS_DAGSTER_URL): every link an alert
+    # carries starts here.
+    dagster_url: str = DEFAULT_DAGSTER_URL
 
     @property
     def env_dir(self) -> Path:
@@ -179,6 +183,18 @@ def check_state_paths(settings: Settings) -> Settings:
     return settings
 
 
+def _parse_url(raw: str | None) -> str:
+    if not raw:
+        return DEFAULT_DAGSTER_URL
+    url = raw.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise SettingsError(
+            f"MLOPS_DAGSTER_URL={raw!r} is not an http(s) URL of the Dagster UI "
+            f"(e.g. {DEFAULT_DAGSTER_URL})"
+        )
+    return url
+
+
 def load_settings(
     env: str | None = None,
     data_dir: str | Path | None = None,
@@ -200,5 +216,6 @@ def load_settings(
         as_of=_parse_as_of(os.environ.get("MLOPS_AS_OF")),
         schema=schema,
         thresholds=_THRESHOLDS[name],
+        dagster_url=_parse_url(os.environ.get("MLOPS_DAGSTER_URL")),
     )
     return check_state_paths(settings)

@@ -1,5 +1,7 @@
 """Alerts: a failing run and a failed ERROR check each produce exactly one alert line, a repeat
-inside the cooldown produces none, and a webhook alert reaches a local HTTP receiver."""
+inside the cooldown produces none, and a webhook alert reaches a local HTTP receiver. Links
+start at the Dagster UI's URL setting (MLOPS_DAGSTER_URL), and a URL that is not http(s) is
+refused by name. (The same sensors under the real daemon: automation/test_alert_daemon.py.)"""
 
 from __future__ import annotations
 
@@ -110,7 +112,10 @@ def test_failed_error_check_alerts_exactly_once(make_pipeline) -> None:
 
     path = pipeline.data_dir / "prod" / "alerts" / "alerts.jsonl"
     alerts = AlertSinkResource(env="prod", path=str(path))
-    context = dg.build_sensor_context(instance=pipeline.instance, resources={"alerts": alerts})
+    defs = pipeline.definitions()
+    context = dg.build_sensor_context(
+        instance=pipeline.instance, resources={"alerts": alerts}, definitions=defs
+    )
     alert_on_failed_checks(context)
     lines = _lines(path)
     assert len(lines) == 1
@@ -121,7 +126,28 @@ def test_failed_error_check_alerts_exactly_once(make_pipeline) -> None:
 
     # The next tick starts after the cursor: nothing new, nothing sent.
     again = dg.build_sensor_context(
-        instance=pipeline.instance, resources={"alerts": alerts}, cursor=context.cursor
+        instance=pipeline.instance,
+        resources={"alerts": alerts},
+        cursor=context.cursor,
+        definitions=defs,
     )
     alert_on_failed_checks(again)
     assert len(_lines(path)) == 1
+
+
+def test_alert_links_start_at_the_dagster_url_setting(pipeline: Pipeline) -> None:
+    pipeline.monkeypatch.setenv("MLOPS_DAGSTER_URL", "http://dagster.internal:8080/")
+    alerts = pipeline.definitions().resources["alerts"]
+    assert alerts.ui_base == "http://dagster.internal:8080"
+    assert alerts.run_url("abc") == "http://dagster.internal:8080/runs/abc"
+    assert alerts.asset_url(dg.AssetKey(["a b", "c"])) == (
+        "http://dagster.internal:8080/assets/a%20b/c"
+    )
+
+
+def test_a_dagster_url_that_is_not_http_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_assets.environments import SettingsError, load_settings
+
+    monkeypatch.setenv("MLOPS_DAGSTER_URL", "127.0.0.1:3000")
+    with pytest.raises(SettingsError, match="MLOPS_DAGSTER_URL='127.0.0.1:3000' is not an http"):
+        load_settings()

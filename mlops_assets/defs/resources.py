@@ -9,9 +9,11 @@ mlflow itself is imported only inside `mlops_assets.ml.registry` functions, when
 
 from datetime import timedelta
 from functools import cache
+from urllib.parse import quote
 
 import dagster as dg
 
+from mlops_assets.environments import DEFAULT_DAGSTER_URL
 from mlops_assets.storage.alerts import Alert, AlertSink
 from mlops_assets.storage.warehouse import Warehouse
 
@@ -64,7 +66,8 @@ class AlertSinkResource(dg.ConfigurableResource):
     webhook_url: str | None = None
     webhook_format: str = "slack"
     cooldown_minutes: float = 360.0
-    ui_base: str = "http://127.0.0.1:3000"
+    # The Dagster UI's base URL (Settings.dagster_url, from MLOPS_DAGSTER_URL).
+    ui_base: str = DEFAULT_DAGSTER_URL
 
     def sink(self) -> AlertSink:
         return AlertSink(
@@ -77,6 +80,10 @@ class AlertSinkResource(dg.ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_base.rstrip('/')}/runs/{run_id}" if run_id else ""
 
+    def asset_url(self, asset: dg.AssetKey) -> str:
+        path = "/".join(quote(part, safe="") for part in asset.path)
+        return f"{self.ui_base.rstrip('/')}/assets/{path}"
+
     def send(
         self,
         kind: str,
@@ -86,6 +93,7 @@ class AlertSinkResource(dg.ConfigurableResource):
         partition: str = "",
         run_id: str = "",
         details: dict | None = None,
+        asset_key: dg.AssetKey | None = None,
     ) -> bool:
         alert = Alert(
             env=self.env,
@@ -96,6 +104,7 @@ class AlertSinkResource(dg.ConfigurableResource):
             message=message,
             run_id=run_id,
             run_url=self.run_url(run_id),
+            asset_url=self.asset_url(asset_key) if asset_key is not None else "",
             details=details or {},
         )
         return self.sink().send(alert)

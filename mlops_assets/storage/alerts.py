@@ -32,6 +32,7 @@ class Alert:
     message: str
     run_id: str = ""
     run_url: str = ""
+    asset_url: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
     def dedup_key(self) -> str:
@@ -39,7 +40,12 @@ class Alert:
 
     def text(self) -> str:
         where = f"{self.asset}" + (f" [{self.partition}]" if self.partition else "")
-        link = f" <{self.run_url}|run>" if self.run_url else ""
+        if self.run_url:
+            link = f" <{self.run_url}|run>"
+        elif self.asset_url:
+            link = f" <{self.asset_url}|asset>"
+        else:
+            link = ""
         return f":rotating_light: [{self.env}] {self.kind} on {where}: {self.message}{link}"
 
 

@@ -3,14 +3,22 @@ the daily job of a day runs (as the demo runs it, through ``mlops_assets.runner`
 subprocess against a real DAGSTER_HOME with the repository's dagster.yaml; the subprocess kills
 itself between the DELETE and the INSERT of the features partition. The previous features of
 the day are intact, the dead run is failed (and its `warehouse` pool slot freed) by the next
-runner, and the re-run completes with the new rows."""
+runner, and the re-run completes with the new rows.
+
+A run started outside the runner, by `dagster asset materialize`, and SIGKILLed by PID while it
+holds the `warehouse` slot: the next `mlops-assets demo` finds its process gone (the pid Dagster
+recorded when the run started), fails it, frees the slot, finishes and names the run it cleaned
+up. While the holder is alive, the waiting demo says which run holds the slot."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -137,4 +145,156 @@ def test_killed_features_write_keeps_the_day_and_a_rerun_completes(
         ).row(0)
         assert counts == (AIRINGS, AIRINGS)
     finally:
+        instance.dispose()
+
+
+# `dagster asset materialize` in a process that stops inside the features write (holding the
+# `warehouse` slot) until it is killed: it prints a line, then blocks reading its stdin.
+CLI_HOLDER = """
+import sys
+
+from mlops_assets.storage.warehouse import Warehouse
+
+insert = Warehouse._insert
+
+
+def hold(self, con, table):
+    if table == "features":
+        sys.stdout.write("holding the warehouse slot\\n")
+        sys.stdout.flush()
+        sys.stdin.read()
+    return insert(self, con, table)
+
+
+Warehouse._insert = hold
+from dagster._cli import main
+
+sys.argv = ["dagster", *sys.argv[1:]]
+main()
+"""
+HOLD_DEADLINE_S = 180
+DEMO_DEADLINE_S = 300
+
+
+def _start_holder(env: dict[str, str], day: date) -> subprocess.Popen:
+    args = ["asset", "materialize", "-m", "mlops_assets.definitions"]
+    args += ["--select", "raw_events,features", "--partition", day.isoformat()]
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI_HOLDER, *args],
+        env=env,
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _wait_for_line(proc: subprocess.Popen, expected: str, deadline_s: float) -> list[str]:
+    """Lines of ``proc``'s stdout up to the one containing ``expected`` (read on a thread, so
+    the wait is bounded)."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if expected in line:
+                found.set()
+        found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    found.wait(deadline_s)
+    assert any(expected in line for line in lines), (
+        f"no line with {expected!r} within {deadline_s} s (exit {proc.poll()}):\n"
+        + "\n".join(lines[-40:])
+    )
+    return lines
+
+
+def _holder_of_warehouse(instance: dg.DagsterInstance) -> set[str]:
+    return instance.event_log_storage.get_concurrency_info("warehouse").active_run_ids
+
+
+def test_demo_cleans_up_a_killed_cli_run_that_held_the_warehouse(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(monkeypatch, tmp_path)
+    pipeline.use_spec(simulator_spec(airings_per_day=AIRINGS, seed=7))
+    home = pipeline.data_dir / "dev" / "dagster_home"  # the demo's own instance
+    copy_dagster_yaml(home)
+    env = clean_env(DAGSTER_HOME=str(home), **pipeline.env)
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        holder = _start_holder(env, DAY)
+        _wait_for_line(holder, "holding the warehouse slot", HOLD_DEADLINE_S)
+        [held_by] = _holder_of_warehouse(instance)
+        run = instance.get_run_by_id(held_by)
+        assert run.status == dg.DagsterRunStatus.STARTED
+        assert RUNNER_PID_TAG not in run.tags  # not a run of the project's runner
+        os.kill(holder.pid, signal.SIGKILL)
+        assert holder.wait(timeout=30) == -signal.SIGKILL
+        assert _holder_of_warehouse(instance) == {held_by}  # the dead run keeps its slot
+
+        started = time.monotonic()
+        demo = subprocess.run(
+            [str(Path(sys.executable).with_name("mlops-assets")), "demo", "--days", "3"],
+            env=clean_env(**pipeline.env),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=DEMO_DEADLINE_S,
+        )
+        output = demo.stdout + demo.stderr
+        assert demo.returncode == 0, output[-3000:]
+        assert f"cleaned up dead run {held_by}" in output, output
+        assert f"process {holder.pid} gone" in output, output
+        assert time.monotonic() - started < DEMO_DEADLINE_S
+
+        failed = instance.get_run_by_id(held_by)
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+        message = instance.all_logs(held_by, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].message
+        assert f"the process {holder.pid}" in message and "is gone" in message, message
+        assert held_by not in _holder_of_warehouse(instance)
+        assert pipeline.rows("features").height == 3 * AIRINGS  # the demo's three days
+    finally:
+        instance.dispose()
+
+
+def test_demo_says_which_run_holds_the_pool_it_waits_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A live `dagster asset materialize` holds the warehouse slot: the demo waits, says which
+    run holds it; once that process is killed, the demo fails the dead run and finishes."""
+    pipeline = Pipeline(monkeypatch, tmp_path)
+    pipeline.use_spec(simulator_spec(airings_per_day=AIRINGS, seed=7))
+    home = pipeline.data_dir / "dev" / "dagster_home"
+    copy_dagster_yaml(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    holder = _start_holder(clean_env(DAGSTER_HOME=str(home), **pipeline.env), DAY)
+    demo = None
+    try:
+        _wait_for_line(holder, "holding the warehouse slot", HOLD_DEADLINE_S)
+        [held_by] = _holder_of_warehouse(instance)
+        demo = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlops-assets")), "demo", "--days", "3"],
+            env=clean_env(**pipeline.env),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines = _wait_for_line(demo, "waits for pool 'warehouse'", DEMO_DEADLINE_S)
+        wait = next(line for line in lines if "waits for pool 'warehouse'" in line)
+        assert f"held by run {held_by}" in wait, wait
+        assert holder.poll() is None  # the holder was alive: nothing was cleaned up yet
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+        assert demo.wait(timeout=DEMO_DEADLINE_S) == 0, "\n".join(lines[-40:])
+        assert instance.get_run_by_id(held_by).status == dg.DagsterRunStatus.FAILURE
+    finally:
+        for proc in (holder, demo):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
         instance.dispose()
