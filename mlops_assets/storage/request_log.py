@@ -29,9 +29,10 @@ stays, so the request still counts (``read_day`` takes ``n_keys`` from the marke
 
 When the disk refuses a write (full, read-only), the line is kept in memory (at most
 ``max_pending`` lines; beyond that the oldest are dropped and counted in ``dropped``) and
-written before the next entry, or by :meth:`RequestLog.flush`. The answer is still sent: the
-endpoint keeps serving rather than fail requests on a logging problem, and ``/model`` shows
-``pending`` and ``dropped``.
+written before the next entry, or by :meth:`RequestLog.flush` (after a short write, only the
+rest of the torn line, which completes it). The answer is still sent: the endpoint keeps
+serving rather than fail requests on a logging problem, and ``/model`` shows ``pending`` and
+``dropped``.
 
 A crash can leave the last line of a file torn (no newline): readers skip such a final line and
 count only complete lines. A torn line anywhere else is corruption and raises.
@@ -125,6 +126,15 @@ def cap_entry(entry: Mapping[str, Any], line: bytes, limit: int) -> bytes:
     return line
 
 
+class _Unwritten(OSError):
+    """A write that failed after ``done`` bytes of its data reached the file."""
+
+    def __init__(self, done: int, error: OSError):
+        super().__init__(error.errno, error.strerror)
+        self.done = done
+        self.error = error
+
+
 class RequestLog:
     """Append-only writer of request entries for one process: each :meth:`append` writes its
     line before it returns (see the module docstring). Safe to call from any thread. Use as a
@@ -182,7 +192,9 @@ class RequestLog:
                 self._write(day, line)
             except OSError as exc:
                 self._failed(exc)
-                self._keep(day, line)
+                # After a short write only the rest of the line waits: written later, it
+                # completes the torn line instead of repeating its start.
+                self._keep(day, line[exc.done :] if isinstance(exc, _Unwritten) else line)
                 return
             self.written += 1
 
@@ -220,10 +232,16 @@ class RequestLog:
         return fd
 
     def _write(self, day: str, data: bytes) -> None:
+        """Append ``data`` to the day's file; _Unwritten (how much went) if a write fails after
+        the file was open, OSError if it cannot be opened."""
         fd = self._fd(day)
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(fd, view[done:])
+        except OSError as exc:
+            raise _Unwritten(done, exc) from exc
 
     def _retry(self) -> bool:
         """Write the oldest chunk of pending lines (same day, in order); whether it worked."""
@@ -238,6 +256,8 @@ class RequestLog:
             self._write(day, b"".join(lines))
         except OSError as exc:
             self._failed(exc)
+            if isinstance(exc, _Unwritten) and exc.done:
+                self._written_part(exc.done)
             return False
         del self._pending[:count]
         self.written += count
@@ -245,6 +265,20 @@ class RequestLog:
             self._failing = False
             logger.warning("request log: %s accepts writes again", self.log_dir)
         return True
+
+    def _written_part(self, done: int) -> None:
+        """Forget the first ``done`` bytes of the pending lines, which reached the file."""
+        complete = 0
+        for _, line in self._pending:
+            if done < len(line):
+                break
+            done -= len(line)
+            complete += 1
+        del self._pending[:complete]
+        self.written += complete
+        if done:
+            day, line = self._pending[0]
+            self._pending[0] = (day, line[done:])
 
     def _failed(self, exc: OSError) -> None:
         if not self._failing:

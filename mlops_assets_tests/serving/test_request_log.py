@@ -3,7 +3,7 @@
 process; ``read_day`` flattens them into typed columns and ``count_day`` agrees with it; a torn
 final line is skipped, a corrupt line in the middle raises naming file and line; an oversized
 entry is capped with markers and still counts; a failing disk keeps lines up to a cap and writes
-them, in order, once it accepts writes again."""
+them, in order, once it accepts writes again, completing a line a short write tore."""
 
 from __future__ import annotations
 
@@ -189,6 +189,40 @@ def test_a_failing_disk_keeps_lines_up_to_the_cap_and_writes_them_when_it_recove
     assert (log.pending, log.dropped, log.written) == (0, 2, 4)
     assert read_day(blocker, DAY)["request_id"].to_list() == ["r0002", "r0003", "r0004", "r0005"]
     log.close()
+
+
+def test_a_short_write_is_completed_not_repeated(tmp_path: Path) -> None:
+    """A child process whose file size limit (RLIMIT_FSIZE) stops a write halfway through a
+    line, then lifts the limit: the torn line is completed and the file reads back whole."""
+    code = (
+        "import resource, signal, sys\n"
+        "from mlops_assets.storage.request_log import RequestLog\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+        "log = RequestLog(sys.argv[1], pid=41)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))\n"
+        "for n in range(12):\n"
+        "    log.append({'ts': 1742032800.0 + n, 'request_id': f's{n:02d}', 'status': 200,\n"
+        "                'features': [{'spend': 1.0 * n}] * 4})\n"
+        "print(log.written, log.pending)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))\n"
+        "log.append({'ts': 1742032900.0, 'request_id': 's12', 'status': 200})\n"
+        "print(log.written, log.pending)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    limited, lifted = (tuple(map(int, line.split())) for line in done.stdout.splitlines())
+    assert limited[0] < 12 and limited[1] == 12 - limited[0]
+    assert lifted == (13, 0)
+    path = tmp_path / file_name(DAY, 41)
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    assert read_day(tmp_path, DAY)["request_id"].to_list() == [f"s{n:02d}" for n in range(13)]
 
 
 def test_pending_lines_go_out_before_the_next_entry(tmp_path: Path) -> None:
