@@ -167,7 +167,8 @@ STATE_PATHS = (
 def check_state_paths(settings: Settings) -> Settings:
     """Refuse an environment whose state would land outside its own folder: every state path,
     symbolic links followed, must lie inside ``$MLOPS_DATA_DIR/<env>/`` (a link from ``dev/``
-    or one of its entries into ``prod/``, or anywhere else, is refused)."""
+    or one of its entries into ``prod/``, or anywhere else, is refused), and so must every
+    symbolic link anywhere under that folder (:func:`check_links`)."""
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise SettingsError(f"MLOPS_DATA_DIR={settings.data_dir} is not a directory")
     home = settings.env_dir
@@ -180,6 +181,7 @@ def check_state_paths(settings: Settings) -> Settings:
                 f"{home} (a symbolic link?); an environment keeps all its state under "
                 "$MLOPS_DATA_DIR/<env>/"
             )
+    check_links(settings.env, home)
     return settings
 
 
@@ -193,6 +195,48 @@ def _parse_url(raw: str | None) -> str:
             f"(e.g. {DEFAULT_DAGSTER_URL})"
         )
     return url
+
+
+def check_links(env: str, home: Path) -> None:
+    """Refuse a symbolic link anywhere under ``home`` (an environment's folder, resolved) that
+    resolves outside it: whatever is written through it (runs under ``dagster_home/history``,
+    artifacts, reports) would land in another environment's folder or elsewhere. Links that
+    stay inside are accepted.
+
+    The walk lists each real directory once (``os.scandir``: names and types, no ``stat`` per
+    entry), never follows a link (a link to a directory is checked, not entered), and stops at
+    the first link that leads out; a missing folder has nothing to check."""
+    pending = [str(home)]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = os.scandir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot list {folder} to check the {env} environment's folder for symbolic "
+                f"links leading out of it ({exc.strerror}); make it readable by this user"
+            ) from exc
+        with entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    _check_link(env, home, Path(entry.path))
+                elif entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+
+
+def _check_link(env: str, home: Path, link: Path) -> None:
+    target = os.readlink(link)
+    resolved = Path(os.path.realpath(link))
+    if not resolved.is_relative_to(home):
+        raise SettingsError(
+            f"the {env} environment's folder holds a symbolic link {link} -> {target}, which "
+            f"resolves to {resolved}, outside {home}: what is written through it would land "
+            "there. Replace the link with a real folder or file (move what it points to under "
+            f"{home}, or remove the link), so that the environment keeps all its state under "
+            "$MLOPS_DATA_DIR/<env>/"
+        )
 
 
 def load_settings(

@@ -1,7 +1,8 @@
 """The environment resolver (mlops_assets.environments): MLOPS_ENV defaults to dev and refuses
 unknown names by listing the valid ones; every path of an environment lives under
-$MLOPS_DATA_DIR/<env>/; stage aliases; thresholds tighten towards prod; the clock is fixed by
-MLOPS_AS_OF; hostile schema names are refused; nothing is read at import time."""
+$MLOPS_DATA_DIR/<env>/, and a symbolic link nested in that folder may not lead out of it; stage
+aliases; thresholds tighten towards prod; the clock is fixed by MLOPS_AS_OF; hostile schema
+names are refused; nothing is read at import time."""
 
 from __future__ import annotations
 
@@ -102,6 +103,27 @@ def test_thresholds_tighten_towards_prod() -> None:
     assert dev.drift_share_max > staging.drift_share_max > prod.drift_share_max
     assert dev.promotion_margin <= staging.promotion_margin <= prod.promotion_margin
     assert (dev.strict, staging.strict, prod.strict) == (False, False, True)
+
+
+def test_a_nested_link_out_of_the_environment_is_refused_and_one_inside_accepted(
+    tmp_path: Path,
+) -> None:
+    load_settings("dev", tmp_path).ensure_dirs()
+    dev = tmp_path.resolve() / "dev"
+    (dev / "reports" / "day").mkdir()
+    (dev / "reports" / "latest").symlink_to("day", target_is_directory=True)
+    assert load_settings("dev", tmp_path).env_dir == dev
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = dev / "dagster_home" / "storage" / "runs"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(SettingsError) as err:
+        load_settings("dev", tmp_path)
+    message = str(err.value)
+    assert f"symbolic link {link} -> {elsewhere}" in message
+    assert f"resolves to {elsewhere.resolve()}, outside {dev}" in message
 
 
 def test_as_of_fixes_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:

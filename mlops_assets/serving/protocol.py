@@ -43,6 +43,8 @@ INVALID_OVERRIDE = "invalid_override"
 KEY_NOT_FOUND = "key_not_found"
 TOO_MANY_KEYS = "too_many_keys"
 BODY_TOO_LARGE = "body_too_large"
+UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+REQUEST_TIMEOUT = "request_timeout"
 NO_CHAMPION = "no_champion"
 NOT_READY = "not_ready"
 INTERNAL_ERROR = "internal_error"
@@ -54,6 +56,8 @@ ERROR_CODES = {
     KEY_NOT_FOUND: (404, "a key is not in the online store (the detail names it)"),
     TOO_MANY_KEYS: (413, "more keys than max_keys in one request"),
     BODY_TOO_LARGE: (413, "the body is larger than max_body_bytes"),
+    UNSUPPORTED_MEDIA_TYPE: (415, "the Content-Type is not JSON; send application/json"),
+    REQUEST_TIMEOUT: (408, "the body did not arrive within read_timeout_seconds"),
     NO_CHAMPION: (503, "no champion model is loaded"),
     NOT_READY: (503, "the online store is not loaded"),
     INTERNAL_ERROR: (500, "an unexpected error; the request log has the request"),

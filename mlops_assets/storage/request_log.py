@@ -1,10 +1,12 @@
 """The online endpoint's request log: one JSON line per answered request, in files of its own.
 
-The endpoint calls :meth:`RequestLog.append` on the request path, which only adds the entry to an
-in-memory batch. A background thread writes the batch every ``flush_seconds``, or as soon as
-``flush_entries`` entries wait, and :meth:`RequestLog.close` writes whatever is left (the endpoint
-calls it on graceful shutdown, after the last request). Each process writes its own files, one
-per UTC day of the entries' timestamps::
+The endpoint calls :meth:`RequestLog.append` on the request path, before the answer is sent:
+the entry is encoded and written with one ``os.write`` to a file opened with ``O_APPEND``. Once
+that call returns the line is in the kernel's page cache, so it survives the endpoint process
+being killed (SIGKILL, an out-of-memory kill) the moment the answer leaves; only a crash of the
+machine itself (power loss, kernel panic) can lose the last lines the kernel had not written to
+the disk yet (nothing here calls ``fsync``). Each process writes its own files, one per UTC day
+of the entries' timestamps::
 
     <log_dir>/requests-YYYY-MM-DD-<pid>.jsonl
 
@@ -19,6 +21,19 @@ An entry (the endpoint fills it; the reader relies on these fields)::
      "features": [{...every model feature after overrides...}],
      "predictions": [812.4], "model_version": "7", "latency_ms": 0.41, "pid": 1234}
 
+An entry whose line would exceed ``max_entry_bytes`` is capped: ``features``, ``overrides``,
+``keys`` and then ``predictions`` are replaced, in that order and only as far as needed, by a
+marker ``{"omitted": {"bytes": <its JSON size>, "items": <its length>}}``, and the entry gets
+``"capped": {"limit": <max_entry_bytes>, "bytes": <the full line's size>}``. Every other field
+stays, so the request still counts (``read_day`` takes ``n_keys`` from the marker).
+
+When the disk refuses a write (full, read-only), the line is kept in memory (at most
+``max_pending`` lines; beyond that the oldest are dropped and counted in ``dropped``) and
+written before the next entry, or by :meth:`RequestLog.flush` (after a short write, only the
+rest of the torn line, which completes it). The answer is still sent: the endpoint keeps
+serving rather than fail requests on a logging problem, and ``/model`` shows ``pending`` and
+``dropped``.
+
 A crash can leave the last line of a file torn (no newline): readers skip such a final line and
 count only complete lines. A torn line anywhere else is corruption and raises.
 """
@@ -29,7 +44,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -39,10 +53,16 @@ import polars as pl
 
 PREFIX = "requests-"
 SUFFIX = ".jsonl"
-DEFAULT_FLUSH_SECONDS = 0.5
-DEFAULT_FLUSH_ENTRIES = 1000
-# Entries kept while the disk refuses writes; beyond this the oldest are dropped and counted.
-DEFAULT_MAX_PENDING = 200_000
+DEFAULT_MAX_ENTRY_BYTES = 64 * 1024
+# The smallest cap: an entry without its bulky fields always fits.
+MIN_ENTRY_BYTES = 1024
+# Lines kept while the disk refuses writes; beyond this the oldest are dropped and counted.
+DEFAULT_MAX_PENDING = 100_000
+# Fields a capped entry gives up, first to last.
+BULKY_FIELDS = ("features", "overrides", "keys", "predictions")
+# Pending lines written per retry, so that a request meeting a recovered disk waits for a chunk.
+RETRY_CHUNK = 1000
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date(),
@@ -82,128 +102,208 @@ def day_files(log_dir: str | Path, day: date | str) -> list[Path]:
     return sorted(Path(log_dir).glob(f"{PREFIX}{day}-*{SUFFIX}"))
 
 
-class RequestLog:
-    """Batched, append-only writer of request entries for one process.
+def _encode(entry: Mapping[str, Any]) -> bytes:
+    return (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
 
-    ``append`` is safe to call from any thread and never touches the disk. Use as a context
-    manager, or call :meth:`start` and :meth:`close`.
-    """
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+def cap_entry(entry: Mapping[str, Any], line: bytes, limit: int) -> bytes:
+    """The line of ``entry`` within ``limit`` bytes: its bulky fields replaced by markers, in
+    the order of ``BULKY_FIELDS``, until it fits (see the module docstring)."""
+    capped = {**entry, "capped": {"limit": limit, "bytes": len(line)}}
+    for name in BULKY_FIELDS:
+        value = capped.get(name)
+        if value is None:
+            continue
+        items = len(value) if isinstance(value, list | dict) else None
+        capped[name] = {"omitted": {"bytes": _size(value), "items": items}}
+        line = _encode(capped)
+        if len(line) <= limit:
+            break
+    return line
+
+
+class _Unwritten(OSError):
+    """A write that failed after ``done`` bytes of its data reached the file."""
+
+    def __init__(self, done: int, error: OSError):
+        super().__init__(error.errno, error.strerror)
+        self.done = done
+        self.error = error
+
+
+class RequestLog:
+    """Append-only writer of request entries for one process: each :meth:`append` writes its
+    line before it returns (see the module docstring). Safe to call from any thread. Use as a
+    context manager, or call :meth:`close` at the end."""
 
     def __init__(
         self,
         log_dir: str | Path,
-        flush_seconds: float = DEFAULT_FLUSH_SECONDS,
-        flush_entries: int = DEFAULT_FLUSH_ENTRIES,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         max_pending: int = DEFAULT_MAX_PENDING,
         pid: int | None = None,
     ):
-        if flush_seconds <= 0 or flush_entries < 1 or max_pending < flush_entries:
+        if max_entry_bytes < MIN_ENTRY_BYTES or max_pending < 1:
             raise ValueError(
-                "request log needs flush_seconds > 0, flush_entries >= 1 and "
-                f"max_pending >= flush_entries (got {flush_seconds}, {flush_entries}, "
-                f"{max_pending})"
+                f"the request log's max_entry_bytes (serving option max_log_entry_bytes) must be "
+                f">= {MIN_ENTRY_BYTES}, so that an entry without its keys and features fits, and "
+                f"max_pending >= 1 (got {max_entry_bytes}, {max_pending})"
             )
         self.log_dir = Path(log_dir)
-        self.flush_seconds = flush_seconds
-        self.flush_entries = flush_entries
+        self.max_entry_bytes = max_entry_bytes
         self.max_pending = max_pending
         self.pid = os.getpid() if pid is None else pid
         self.written = 0
         self.dropped = 0
-        self._pending: list[dict[str, Any]] = []
+        self.capped = 0
+        self._pending: list[tuple[str, bytes]] = []
+        self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._failing = False
 
     @property
     def pending(self) -> int:
+        """Lines the disk refused so far, waiting to be written."""
         return len(self._pending)
 
-    def start(self) -> RequestLog:
-        """Start the background flusher (idempotent)."""
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(
-                target=self._run, name="request-log-flusher", daemon=True
-            )
-            self._thread.start()
-        return self
-
     def append(self, entry: Mapping[str, Any]) -> None:
-        """Queue one entry (with at least ``ts``: an ISO string, or ``time.time()`` seconds that
-        the flusher formats off the request path); it must not be mutated afterwards."""
+        """Write one entry (with at least ``ts``: an ISO string, or ``time.time()`` seconds) as
+        one line of its day's file, before returning. A disk error keeps the line pending."""
+        ts = entry["ts"]
+        if isinstance(ts, float):
+            ts = iso_utc(ts)
+        full = {**entry, "ts": ts, "pid": self.pid}
+        line = _encode(full)
+        if len(line) > self.max_entry_bytes:
+            line = cap_entry(full, line, self.max_entry_bytes)
+            self.capped += 1
+        day = ts[:10]
         with self._lock:
-            self._pending.append(entry)  # type: ignore[arg-type]
-            full = len(self._pending) >= self.flush_entries
-        if full:
-            self._wake.set()
+            if self._pending:
+                self._retry()
+            if self._pending:
+                self._keep(day, line)
+                return
+            try:
+                self._write(day, line)
+            except OSError as exc:
+                self._failed(exc)
+                # After a short write only the rest of the line waits: written later, it
+                # completes the torn line instead of repeating its start.
+                self._keep(day, line[exc.done :] if isinstance(exc, _Unwritten) else line)
+                return
+            self.written += 1
 
     def flush(self) -> int:
-        """Write every queued entry now; return how many were written."""
-        with self._write_lock:
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if not batch:
-                return 0
-            try:
-                self._write(batch)
-            except OSError:
-                logger.exception("request log: cannot write %d entries", len(batch))
-                self._requeue(batch)
-                return 0
-            self.written += len(batch)
-            return len(batch)
+        """Write the lines the disk refused before; return how many were written now."""
+        with self._lock:
+            before = self.written
+            while self._pending and self._retry():
+                pass
+            return self.written - before
 
     def close(self) -> None:
-        """Stop the flusher and write what is left (idempotent)."""
-        self._closed = True
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """Write what is pending and close the files (idempotent; ``append`` reopens)."""
         self.flush()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
     def __enter__(self) -> RequestLog:
-        return self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            self.flush()
+    def _fd(self, day: str) -> int:
+        fd = self._fds.get(day)
+        if fd is None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.log_dir / file_name(day, self.pid), _OPEN_FLAGS, 0o644)
+            # Requests move to a new day; the files of older days are done.
+            for old in [d for d in self._fds if d < day]:
+                os.close(self._fds.pop(old))
+            self._fds[day] = fd
+        return fd
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        by_day: dict[str, list[str]] = {}
-        for entry in batch:
-            ts = entry["ts"]
-            if isinstance(ts, float):
-                ts = iso_utc(ts)
-            line = json.dumps(
-                {**entry, "ts": ts, "pid": self.pid}, separators=(",", ":"), default=str
+    def _write(self, day: str, data: bytes) -> None:
+        """Append ``data`` to the day's file; _Unwritten (how much went) if a write fails after
+        the file was open, OSError if it cannot be opened."""
+        fd = self._fd(day)
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(fd, view[done:])
+        except OSError as exc:
+            raise _Unwritten(done, exc) from exc
+
+    def _retry(self) -> bool:
+        """Write the oldest chunk of pending lines (same day, in order); whether it worked."""
+        day = self._pending[0][0]
+        lines: list[bytes] = []
+        for d, line in self._pending[:RETRY_CHUNK]:
+            if d != day:
+                break
+            lines.append(line)
+        count = len(lines)
+        try:
+            self._write(day, b"".join(lines))
+        except OSError as exc:
+            self._failed(exc)
+            if isinstance(exc, _Unwritten) and exc.done:
+                self._written_part(exc.done)
+            return False
+        del self._pending[:count]
+        self.written += count
+        if not self._pending and self._failing:
+            self._failing = False
+            logger.warning("request log: %s accepts writes again", self.log_dir)
+        return True
+
+    def _written_part(self, done: int) -> None:
+        """Forget the first ``done`` bytes of the pending lines, which reached the file."""
+        complete = 0
+        for _, line in self._pending:
+            if done < len(line):
+                break
+            done -= len(line)
+            complete += 1
+        del self._pending[:complete]
+        self.written += complete
+        if done:
+            day, line = self._pending[0]
+            self._pending[0] = (day, line[done:])
+
+    def _failed(self, exc: OSError) -> None:
+        if not self._failing:
+            self._failing = True
+            logger.error(
+                "request log: cannot write to %s (%s); keeping up to %d lines in memory",
+                self.log_dir,
+                exc,
+                self.max_pending,
             )
-            by_day.setdefault(ts[:10], []).append(line + "\n")
-            # Hand the interpreter lock over between entries: a request waiting for it waits
-            # for one entry's encoding, not for the whole batch (up to the 5 ms switch interval).
-            time.sleep(0)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        for day, lines in by_day.items():
-            with open(self.log_dir / file_name(day, self.pid), "a", encoding="utf-8") as fh:
-                fh.write("".join(lines))
+        # A failed file may be gone or stale: open it again next time.
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds.clear()
 
-    def _requeue(self, batch: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._pending = batch + self._pending
-            excess = len(self._pending) - self.max_pending
-            if excess > 0:
-                del self._pending[:excess]
-                self.dropped += excess
-                logger.error("request log: dropped the %d oldest unwritten entries", excess)
+    def _keep(self, day: str, line: bytes) -> None:
+        self._pending.append((day, line))
+        excess = len(self._pending) - self.max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            self.dropped += excess
+            logger.error("request log: dropped the %d oldest unwritten entries", excess)
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
@@ -218,13 +318,24 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def _count(keys: Any) -> int:
+    """How many keys a request named: the list's length, or the marker's count when a capped
+    entry omitted them."""
+    if isinstance(keys, list):
+        return len(keys)
+    if isinstance(keys, dict):
+        return int((keys.get("omitted") or {}).get("items") or 0)
+    return 0
+
+
 def read_day(log_dir: str | Path, day: date | str) -> pl.DataFrame:
     """Every request logged on ``day`` (UTC), one row each, sorted by time.
 
     Columns (see ``SCHEMA``): day, ts (UTC, naive), request_id, status, error, model_version,
     latency_ms, n_keys, prediction (the first one), predictions (all), keys / overrides /
-    features (JSON text, as the dataset's columns vary), pid. Empty with the same columns when
-    nothing was logged that day.
+    features (JSON text, as the dataset's columns vary; a field a capped entry omitted holds
+    its marker, and its predictions are null), pid. Empty with the same columns when nothing
+    was logged that day.
     """
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA}
     for path in day_files(log_dir, day):
@@ -243,7 +354,9 @@ def read_day(log_dir: str | Path, day: date | str) -> pl.DataFrame:
             columns["error"].append(entry.get("error"))
             columns["model_version"].append(entry.get("model_version"))
             columns["latency_ms"].append(entry.get("latency_ms"))
-            columns["n_keys"].append(len(keys) if isinstance(keys, list) else 0)
+            if not isinstance(predictions, list):
+                predictions = None  # none, or omitted from a capped entry
+            columns["n_keys"].append(_count(keys))
             columns["prediction"].append(predictions[0] if predictions else None)
             columns["predictions"].append(predictions)
             columns["keys"].append(_dumps(keys))

@@ -5,11 +5,13 @@
   identifiers: quotes, semicolons, dots and spaces are refused.
 - Paths. What "inside the data dir" means here: every state path of environment E (warehouse,
   online store, request log, MLflow database and artifacts, reports, alerts, Dagster home) must
-  resolve, symbolic links followed, inside ``$MLOPS_DATA_DIR/E/``; and a dataset's source file
-  must not lie inside any environment's folder (another environment's data, or its own state),
-  wherever it is reached from (a relative ``..`` path or a link). MLOPS_DATA_DIR itself may be
-  anywhere (a link to a bigger disk included) but must be a directory. MLOPS_ENV must be one of
-  dev, staging, prod.
+  resolve, symbolic links followed, inside ``$MLOPS_DATA_DIR/E/``, and so must every symbolic
+  link anywhere under that folder (nested ones too: dev's ``dagster_home/history`` linked to
+  prod's, a relative ``..`` link, a dangling one), while links that stay inside (loops
+  included) are accepted; and a dataset's source file must not lie inside any environment's
+  folder (another environment's data, or its own state), wherever it is reached from (a
+  relative ``..`` path or a link). MLOPS_DATA_DIR itself may be anywhere (a link to a bigger
+  disk included) but must be a directory. MLOPS_ENV must be one of dev, staging, prod.
 
 The CLI and the endpoint refuse such settings with exit code 2 and the message, and write
 nothing.
@@ -18,6 +20,7 @@ nothing.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -194,6 +197,75 @@ def test_state_path_linked_outside_the_data_folder_is_refused(data: Path, tmp_pa
     (data / "staging" / "reports").symlink_to(elsewhere, target_is_directory=True)
     with pytest.raises(SettingsError, match="reports_dir .* resolves to .*elsewhere"):
         load_settings("staging")
+
+
+def test_link_nested_in_an_environment_folder_into_another_is_refused(data: Path) -> None:
+    """The incident: dev's Dagster run history linked to prod's."""
+    load_settings("dev", data).ensure_dirs()
+    link = data / "dev" / "dagster_home" / "history"
+    (data / "prod" / "dagster_home" / "history").mkdir()
+    link.symlink_to(data / "prod" / "dagster_home" / "history", target_is_directory=True)
+    with pytest.raises(SettingsError) as err:
+        load_settings("dev")
+    message = str(err.value)
+    assert f"symbolic link {link} -> {data / 'prod' / 'dagster_home' / 'history'}" in message
+    assert f"outside {data / 'dev'}" in message
+    assert "Replace the link with a real folder" in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "target"),
+    [
+        # deep inside an artifact folder, absolute
+        ("mlflow_artifacts/1/abc/artifacts/model", "{prod}/mlflow_artifacts"),
+        # relative, climbing out with ..
+        ("reports/2025-03-15", "../../prod/reports"),
+        # dangling: writing through it would create prod's file
+        ("alerts/archive.jsonl", "{prod}/alerts/archive.jsonl"),
+        # a file link outside the data folder
+        ("request_log/requests-2025-03-15-1.jsonl", "{outside}/requests.jsonl"),
+    ],
+)
+def test_any_link_under_an_environment_that_leads_out_is_refused(
+    data: Path, tmp_path: Path, entry: str, target: str
+) -> None:
+    link = data / "dev" / entry
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target.format(prod=data / "prod", outside=tmp_path))
+    with pytest.raises(SettingsError, match=f"symbolic link {re.escape(str(link))} -> "):
+        load_settings("dev")
+
+
+def test_links_that_stay_inside_the_environment_are_accepted(data: Path) -> None:
+    dev = data / "dev"
+    load_settings("dev", data).ensure_dirs()
+    (dev / "reports" / "2025-03-15").mkdir()
+    (dev / "reports" / "latest").symlink_to("2025-03-15", target_is_directory=True)
+    (dev / "mlflow_artifacts" / "current").symlink_to(dev / "mlflow_artifacts")
+    # Links that a walker following them would never finish: back to the top, and a loop.
+    (dev / "reports" / "2025-03-15" / "home").symlink_to(dev, target_is_directory=True)
+    (dev / "alerts" / "a").symlink_to(dev / "alerts" / "b")
+    (dev / "alerts" / "b").symlink_to(dev / "alerts" / "a")
+    settings = load_settings("dev")
+    assert settings.env_dir == dev
+
+
+def test_endpoint_refuses_a_nested_link_out_of_its_environment(data: Path) -> None:
+    load_settings("dev", data).ensure_dirs()
+    link = data / "dev" / "dagster_home" / "history"
+    link.symlink_to(data / "prod" / "dagster_home", target_is_directory=True)
+    before = files_under(data)
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.serving", "--port", "0"],
+        env=clean_env(MLOPS_DATA_DIR=str(data)),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: the dev environment's folder holds a symbolic link {link}" in done.stderr
+    assert files_under(data) == before
 
 
 def test_data_dir_that_is_a_file_is_refused(

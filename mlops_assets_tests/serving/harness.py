@@ -194,14 +194,17 @@ class Server:
 
 
 @contextmanager
-def running_server(data_dir: Path, log_path: Path, *args: str) -> Iterator[Server]:
-    """Start the endpoint on ``data_dir`` (env dev) and wait until /healthz answers."""
+def running_server(
+    data_dir: Path, log_path: Path, *args: str, as_of: str | None = FIXED_AS_OF
+) -> Iterator[Server]:
+    """Start the endpoint on ``data_dir`` (env dev; MLOPS_AS_OF=``as_of``, unset when None) and
+    wait until /healthz answers."""
     port = free_port()
     env = clean_env(
         MLOPS_DATA_DIR=str(data_dir),
         MLOPS_DATASET=str(DEFAULT_DATASET),
-        MLOPS_AS_OF=FIXED_AS_OF,
         OMP_WAIT_POLICY="passive",
+        **({"MLOPS_AS_OF": as_of} if as_of else {}),
     )
     command = [sys.executable, "-m", "mlops_assets.serving", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", *POLL_ARGS, *args]
@@ -299,6 +302,54 @@ class Load:
     def snapshot(self) -> list[Answer]:
         with self._lock:
             return list(self.answers)
+
+
+def raw_connection(server: Server, timeout: float = 10.0) -> socket.socket:
+    """A plain TCP connection to the endpoint, blocking with ``timeout`` on every call."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def read_until_eof(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and the seconds that took;
+    fails if it is still open after ``timeout`` seconds."""
+    started = time.monotonic()
+    data = b""
+    while True:
+        remaining = timeout - (time.monotonic() - started)
+        if remaining <= 0:
+            raise AssertionError(f"the server kept the connection open for {timeout} s")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise AssertionError(f"the server kept the connection open for {timeout} s") from None
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return data, time.monotonic() - started
+        data += chunk
+
+
+def http_request(
+    body: bytes, content_type: str = "application/json", length: int | None = None
+) -> bytes:
+    """The bytes of a POST /predict request head followed by ``body``."""
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of one raw HTTP/1.1 response."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
 def predictions(answer: Answer) -> np.ndarray:

@@ -6,9 +6,12 @@ Covers: predictions equal the batch path (``TabularModel.predict``) with and wit
 moving the champion alias and republishing the online store under concurrent load switch the
 answers with zero failed requests and no request mixing old and new; a bad store file or model
 version keeps the previous pair; every bad-request class gets its 4xx JSON error and the server
-still answers; the request log is flushed by its timer while serving and, after a graceful
-SIGINT, holds exactly one entry per answered request of a 2,000-request load; /readyz is 503
-without a champion or online store, naming the reason, and turns ready when they appear.
+still answers; each answered request is in the request log, with the features used, before its
+answer arrives: the log holds exactly one entry per answered request of a 2,000-request load
+while the server still runs and after a graceful SIGINT; /readyz is 503 without a champion or
+online store, naming the reason, and turns ready when they appear. The server runs with
+MLOPS_AS_OF set, so its entries fall on that day (``test_endpoint_hardening.py`` covers the
+serving clock, SIGKILL, 415, the timeouts and the log cap).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from mlops_assets.ml import registry
 from mlops_assets.ml.promotion import CHAMPION_ALIAS
 from mlops_assets.storage import online_store
 from mlops_assets.storage.request_log import count_day, read_day
+from mlops_assets_tests.helpers import FIXED_AS_OF
 from mlops_assets_tests.serving.harness import (
     Answer,
     Load,
@@ -40,6 +44,8 @@ from mlops_assets_tests.serving.harness import (
 )
 
 TOL = 1e-9
+# The servers run with MLOPS_AS_OF=FIXED_AS_OF: their request log entries fall on that day.
+AS_OF_DAY = date.fromisoformat(FIXED_AS_OF[:10])
 
 
 @pytest.fixture(scope="module")
@@ -371,9 +377,7 @@ def test_openapi_documents_the_request_and_every_error(server: Server) -> None:
 # Request log while serving ---------------------------------------------------------------------
 
 
-def test_request_log_is_flushed_while_serving_with_the_features_used(
-    world: World, server: Server
-) -> None:
+def test_request_log_holds_each_answer_with_the_features_used(world: World, server: Server) -> None:
     v1 = world.versions[0]
     use(world, server, v1, world.store)
     key = _key(world)
@@ -382,13 +386,9 @@ def test_request_log_is_flushed_while_serving_with_the_features_used(
     assert (ok.status_code, missing.status_code) == (200, 404)
     ids = {ok.headers["x-request-id"], missing.headers["x-request-id"]}
     log_dir = world.settings.request_log_dir
-    today = datetime.now(UTC).date()
-
-    def logged() -> list[dict] | None:
-        rows = read_day(log_dir, today).filter(pl.col("request_id").is_in(list(ids)))
-        return rows.sort("status").to_dicts() if rows.height == 2 else None
-
-    first, second = wait_until(logged, 10, "the timer to flush both entries")
+    rows = read_day(log_dir, AS_OF_DAY).filter(pl.col("request_id").is_in(list(ids)))
+    assert rows.height == 2, "an answered request is not in the log"
+    first, second = rows.sort("status").to_dicts()
     assert first["status"] == 200 and first["error"] is None and first["model_version"] == v1
     assert first["prediction"] == ok.json()["predictions"][0]["prediction"]
     assert json.loads(first["keys"]) == [key]
@@ -401,10 +401,10 @@ def test_request_log_is_flushed_while_serving_with_the_features_used(
     assert server.model()["request_log"]["dropped"] == 0
 
 
-# (d) every answered request is logged, through a graceful shutdown ----------------------------
+# (d) every answered request is logged, while serving and through a graceful shutdown ----------
 
 
-def test_log_holds_one_entry_per_answered_request_after_sigint(
+def test_log_holds_one_entry_per_answered_request_before_and_after_sigint(
     world: World, tmp_path: Path
 ) -> None:
     settings = copy_registry(world, tmp_path / "data")
@@ -412,20 +412,19 @@ def test_log_holds_one_entry_per_answered_request_after_sigint(
     keys = world.keys
     good = [json.dumps({"keys": [k]}).encode() for k in keys[:50]]
     bad = json.dumps({"keys": [{**keys[0], "creative_id": "cr_nowhere"}]}).encode()
-    days = {datetime.now(UTC).date()}
-    # Flushing only on shutdown (timer and batch size out of reach) proves the shutdown flush.
-    args = ("--log-flush-seconds", "600", "--log-flush-entries", "100000")
-    with running_server(settings.data_dir, tmp_path / "server.log", *args) as srv:
+    days = {AS_OF_DAY}
+    with running_server(settings.data_dir, tmp_path / "server.log") as srv:
         wait_until(lambda: srv.get("/readyz").status_code == 200, 60, "the endpoint to be ready")
         with Load(
             srv, lambda n: bad if n % 10 == 9 else good[n % 50], threads=8, total=2000
         ) as load:
             load.join(120)
         answers = load.snapshot()
-        assert sum(count_day(settings.request_log_dir, d) for d in days) == 0
-        assert srv.model()["request_log"]["pending"] == 2000
+        # Written before each answer was sent: all there while the server still runs.
+        assert count_day(settings.request_log_dir, AS_OF_DAY) == 2000
+        log_state = srv.model()["request_log"]
+        assert (log_state["written"], log_state["pending"]) == (2000, 0)
         exit_code = srv.stop()
-    days.add(datetime.now(UTC).date())
     assert exit_code == 0, srv.output()
 
     assert len(answers) == 2000
