@@ -167,24 +167,40 @@ def model_version_uri(name: str, version: str) -> str:
 def find_logged_candidate(
     experiment_id: str, key: str, registered_model_name: str, ui_base: str = DEFAULT_UI
 ) -> LoggedCandidate | None:
-    """The finished, registered run logged under ``key`` (see :func:`run_key`), if any."""
-    runs = _client().search_runs(
+    """The registered run logged under ``key`` (see :func:`run_key`), if any.
+
+    A run whose process died (killed after its version was registered, before the run ended)
+    is recovered rather than duplicated: its version holds the same model for the same inputs
+    and code, so the run is tagged with it and marked FINISHED. A run that died before
+    registering anything is marked FAILED and a new one is logged."""
+    client = _client()
+    runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
         order_by=["attributes.start_time DESC"],
-        max_results=10,
+        max_results=20,
     )
+    found = None
     for run in runs:
         version = run.data.tags.get(VERSION_TAG)
-        if version:
-            return LoggedCandidate(
+        if version is None and run.info.status != "FINISHED":
+            registered = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+            mine = [mv for mv in registered if mv.name == registered_model_name]
+            if mine:
+                version = str(mine[0].version)
+                client.set_tag(run.info.run_id, VERSION_TAG, version)
+                client.set_terminated(run.info.run_id, "FINISHED")
+            elif run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "FAILED")
+        if version and found is None:
+            found = LoggedCandidate(
                 run_id=run.info.run_id,
                 version=version,
                 run_url=run_url(experiment_id, run.info.run_id, ui_base),
                 model_uri=model_version_uri(registered_model_name, version),
                 reused=True,
             )
-    return None
+    return found
 
 
 def ensure_partition_run(

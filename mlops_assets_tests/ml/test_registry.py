@@ -232,3 +232,119 @@ def test_check_serves_fails_on_a_corrupted_artifact(
     ok, detail = registry.check_serves(store.uri, MODEL_NAME, logged.version, sample)
     assert not ok
     assert BOOSTER_FILE in detail
+
+
+def _fit_v1(train, spec, seed):
+    from mlops_assets.ml.candidates import fit_global_mean
+
+    return fit_global_mean(train, spec, seed)
+
+
+def _fit_v2(train, spec, seed):
+    # The same model, computed by code that was edited: a new code version.
+    from mlops_assets.ml.candidates import fit_global_mean
+
+    model = fit_global_mean(train, spec, seed)
+    return model
+
+
+def test_changed_training_code_trains_anew_and_unchanged_code_reuses(
+    store: Store, fitted: dict[str, TrainResult], windows: Windows
+) -> None:
+    from dataclasses import replace
+
+    from mlops_assets.defs.model_training.assets import candidate_code_version
+
+    base = candidate_by_name("global_mean")
+    v1, v2 = replace(base, fit=_fit_v1), replace(base, fit=_fit_v2)
+    assert candidate_code_version(v1) == candidate_code_version(replace(base, fit=_fit_v1))
+    assert candidate_code_version(v1) != candidate_code_version(v2)
+    assert candidate_code_version(base) != candidate_code_version(replace(base, params={"x": 1}))
+
+    def log(candidate):
+        return registry.log_candidate(
+            experiment_id=store.experiment_id,
+            candidate=candidate,
+            result=fitted["global_mean"],
+            windows=windows,
+            registered_model_name=MODEL_NAME,
+            partition=PARTITION,
+            data_fingerprint=store.fingerprint,
+            code_version=candidate_code_version(candidate),
+        )
+
+    first = log(v1)
+    again = log(v1)
+    assert again.reused and (again.run_id, again.version) == (first.run_id, first.version)
+    edited = log(v2)
+    assert not edited.reused
+    assert edited.run_id != first.run_id and edited.version != first.version
+
+
+def _log_then_die(uri: str, experiment_id: str, result: TrainResult, windows: Windows) -> None:
+    """In a child process: log a candidate and die by SIGKILL right after its version is
+    registered, before the run is tagged and ended."""
+    import signal
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    real = mlflow.set_tag
+
+    def set_tag(key, value):
+        if key == registry.VERSION_TAG:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(key, value)
+
+    mlflow.set_tag = set_tag
+    registry.log_candidate(
+        experiment_id=experiment_id,
+        candidate=candidate_by_name("segment_mean"),
+        result=result,
+        windows=windows,
+        registered_model_name=MODEL_NAME,
+        partition="2025-04-07",
+        data_fingerprint="killed",
+    )
+
+
+def test_a_run_killed_after_registering_is_recovered_not_duplicated(
+    store: Store, fitted: dict[str, TrainResult], windows: Windows
+) -> None:
+    import multiprocessing
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store.uri)
+    before = len(client.search_model_versions(f"name = '{MODEL_NAME}'"))
+    child = multiprocessing.get_context("spawn").Process(
+        target=_log_then_die,
+        args=(store.uri, store.experiment_id, fitted["segment_mean"], windows),
+    )
+    child.start()
+    child.join(timeout=240)
+    assert child.exitcode == -9, child.exitcode
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert len(versions) == before + 1  # the killed run did register its version
+    stuck = client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'")
+    assert len(stuck) == 1
+
+    again = registry.log_candidate(
+        experiment_id=store.experiment_id,
+        candidate=candidate_by_name("segment_mean"),
+        result=fitted["segment_mean"],
+        windows=windows,
+        registered_model_name=MODEL_NAME,
+        partition="2025-04-07",
+        data_fingerprint="killed",
+    )
+    assert again.reused and again.run_id == stuck[0].info.run_id
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == before + 1
+    assert client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'") == []
+    referenced = {
+        r.data.tags.get(registry.VERSION_TAG)
+        for r in client.search_runs([store.experiment_id], max_results=1000)
+    }
+    registered = {str(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'")}
+    assert registered <= referenced, registered - referenced
