@@ -4,7 +4,9 @@ facts. (a) the demo's order (ranges, training dates in order); (b) every day as 
 shuffled order; (d) the demo's order twice on one data folder.
 
 "The same facts": every warehouse table equal after dropping what is run metadata by nature,
-the same champion candidate in force on every day, the same alerts as (asset, partition, cause).
+the same champion candidate in force on every day, the same alerts as (asset, partition, cause),
+and the same metadata on every partition of the per-day assets (a range run attaches to each
+day exactly what a run of that day alone attaches).
 Registry version numbers differ between folders (they count registrations in the order they
 happened), so every version is replaced by the candidate and training date it was trained as.
 """
@@ -47,9 +49,11 @@ VERSION_COLUMNS = ("model_version", "to_version", "from_version", "proposed_vers
 
 def _spec() -> dict:
     # A drift from 2025-01-31 on, so that drift and persistent-drift alerts are part of the facts.
+    # (Two of the three watched columns shift: the day's drift share crosses dev's line.)
     raw = simulator_spec(
         airings_per_day=200,
         drifts=[{"kind": "audience_shift", "date": "2025-01-31", "factor": 3.0}],
+        monitored_features=["hour", "spend", "audience_k"],
     )
     raw["training"].update(train_days=14, holdout_days=5)
     return raw
@@ -155,9 +159,40 @@ def facts(p: Pipeline) -> dict[str, object]:
         out[table] = frame.sort(frame.columns) if frame.height else frame
     history = wh.read(promotion.HISTORY_TABLE)
     out["in_force"] = [names.get(promotion.champion_in_force(history, d) or "") for d in DAYS]
+    out["metadata"] = partition_metadata(p, names, pattern)
     alerts = p.settings.alerts_path
     lines = [json.loads(x) for x in alerts.read_text().splitlines()] if alerts.exists() else []
     out["alerts"] = sorted({(a["asset"], a["partition"], a["cause"]) for a in lines})
+    return out
+
+
+PER_DAY = ("predictions", "drift_report", "business_metrics")
+
+
+def partition_metadata(p: Pipeline, names: dict[str, str], pattern) -> dict:
+    """The metadata of the latest materialization of each partition of the per-day assets:
+    what a range run attaches to each day must be what that day alone attaches. Paths are
+    taken relative to the data folder; what the IO manager adds about the table is dropped."""
+    root = str(p.data_dir)
+    out = {}
+    for asset in PER_DAY:
+        records = p.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=1000
+        ).records
+        for record in sorted(records, key=lambda r: r.storage_id):
+            event = record.asset_materialization
+            values = {}
+            for key, value in event.metadata.items():
+                if key.startswith("dagster/") or key == "warehouse":
+                    continue
+                raw = value.value
+                if key == "model_versions":
+                    raw = ", ".join(names.get(v, v) for v in str(raw).split(", "))
+                elif isinstance(raw, str):
+                    raw = pattern.sub(lambda m: names.get(m.group(1), m.group(0)), raw)
+                    raw = raw.replace(root, "<data>")
+                values[key] = raw
+            out[(asset, event.partition)] = values
     return out
 
 
