@@ -64,6 +64,28 @@ def test_definitions_load(defs: dg.Definitions) -> None:
     assert set(FOUNDATION_ASSETS) - {"online_features"} <= selected
 
 
+def test_the_decision_history_is_upstream_of_what_it_decides(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    history = dg.AssetKey("champion_history")
+    assert graph.get(history).parent_keys == {
+        dg.AssetKey("champion"),
+        dg.AssetKey("release_decisions"),
+        dg.AssetKey("labeled_examples"),
+    }
+    for reader in ("predictions", "drift_reference"):
+        assert history in graph.get(dg.AssetKey(reader)).parent_keys, reader
+    assert dg.AssetKey("champion") not in graph.get(dg.AssetKey("predictions")).parent_keys
+
+
+def test_code_versions_are_derived_from_the_code(defs: dg.Definitions) -> None:
+    versions = {s.key.to_user_string(): s.code_version for s in defs.resolve_all_asset_specs()}
+    assert all(v and len(v) == 12 and v != "1" for v in versions.values()), versions
+    # Different code, different versions; the same module set, the same version.
+    assert versions["features"] == versions["labeled_examples"]
+    assert versions["features"] != versions["predictions"]
+    assert versions["candidate_lgbm_small"] != versions["candidate_global_mean"]
+
+
 def test_every_asset_is_catalogued(defs: dg.Definitions) -> None:
     specs = list(defs.resolve_all_asset_specs())
     assert specs
