@@ -193,3 +193,34 @@ def after_latest_blocking_checks(condition: dg.AutomationCondition) -> dg.Automa
     return condition & A.all_deps_match(A.in_latest_time_window() & no_failed_check).with_label(
         "no blocking check failed on the newest upstream partition"
     )
+
+
+HISTORY_ASSET = "champion_history"
+
+
+def after_decisions(condition: dg.AutomationCondition) -> dg.AutomationCondition:
+    """``condition``, once the decision history is settled: not requested in this evaluation
+    and not running (automation launches differently partitioned assets as separate runs, so a
+    reader of the history must wait for the run that rewrites it). Updates of the history alone
+    do not trigger a reader: what changes a day's champion is the training date it follows."""
+    A = dg.AutomationCondition
+    history = dg.AssetSelection.assets(HISTORY_ASSET)
+    condition = condition.replace("any_deps_updated", A.any_deps_updated().ignore(history))
+    busy = A.any_deps_match(A.will_be_requested() | A.in_progress()).allow(history)
+    return (condition & ~busy).with_label(f"{condition.get_label() or 'eager'}, history settled")
+
+
+def when_decided() -> dg.AutomationCondition:
+    """The decision history: whenever a training date's evaluation or a release decision is
+    updated (not on every new day of examples it re-scores from)."""
+    A = dg.AutomationCondition
+    inputs = dg.AssetSelection.assets("champion", "release_decisions")
+    updated = A.any_deps_match(A.newly_updated() | A.will_be_requested()).allow(inputs)
+    return (updated & ~A.in_progress()).with_label("a training date or a release decision changed")
+
+
+def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
+    """Day D depends on the training partition whose window ended on or before D (the one whose
+    decision is the latest in force on D)."""
+    period = 1 if p.spec.training.cadence == "daily" else 7
+    return dg.TimeWindowPartitionMapping(start_offset=-period, end_offset=-period)

@@ -11,6 +11,8 @@ from mlops_assets.defs.common import (
     Frame,
     Project,
     after_blocking_checks,
+    after_decisions,
+    champion_in_force_mapping,
     code_version,
     eager_within,
     partition_days,
@@ -54,7 +56,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="predictions",
         group_name="inference",
-        automation_condition=after_blocking_checks(eager_within(7)),
+        automation_condition=after_decisions(after_blocking_checks(eager_within(7))),
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=72), warn_window=timedelta(hours=48)
         ),
@@ -66,6 +68,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         code_version=code_version("mlops_assets.ml.inference", "mlops_assets.ml.promotion"),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "predictions")),
         ins={"features": dg.AssetIn(), "champion_history": dg.AssetIn()},
+        # The training date whose decision is the latest in force on the day: its update is
+        # what re-predicts the day.
+        deps=[dg.AssetDep("champion", partition_mapping=champion_in_force_mapping(p))],
         check_specs=checks,
         description=p.words(
             "Predicted {outcome} for every {event} of the day, made by the champion that was in "

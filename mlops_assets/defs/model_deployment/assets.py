@@ -14,6 +14,7 @@ from mlops_assets.defs.common import (
     code_version,
     project,
     table_metadata,
+    when_decided,
 )
 from mlops_assets.defs.model_deployment.checks import (
     champion_check_results,
@@ -167,7 +168,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
     @dg.asset(
         name="champion_history",
         group_name="model_deployment",
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=when_decided(),
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},

@@ -11,6 +11,8 @@ from mlops_assets.defs.common import (
     Frame,
     Project,
     after_blocking_checks,
+    after_decisions,
+    champion_in_force_mapping,
     code_version,
     eager_within,
     partition_days,
@@ -33,19 +35,13 @@ REFERENCE_ROWS = 5_000
 SEED = 11
 
 
-def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
-    """Day D depends on the training partition whose window ended on or before D."""
-    period = 1 if p.spec.training.cadence == "daily" else 7
-    return dg.TimeWindowPartitionMapping(start_offset=-period, end_offset=-period)
-
-
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec = p.spec
 
     @dg.asset(
         name="drift_reference",
         group_name="model_monitoring",
-        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
+        automation_condition=after_decisions(after_blocking_checks(dg.AutomationCondition.eager())),
         partitions_def=p.training,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
