@@ -485,11 +485,10 @@ def refresh_drift_references(
 ) -> None:
     """Materialize ``drift_reference`` for each training date whose stored reference is
     missing or belongs to another version than the champion in force after that date."""
-    import polars as pl
 
     from mlops_assets.definitions import TRAINING_JOB
     from mlops_assets.defs.common import project
-    from mlops_assets.ml.promotion import HISTORY_TABLE, TRAINING
+    from mlops_assets.ml.promotion import HISTORY_TABLE, watched_versions
     from mlops_assets.storage.warehouse import Warehouse
 
     settings = project().settings
@@ -503,9 +502,7 @@ def refresh_drift_references(
         if stored.width
         else set()
     )
-    wanted = history.filter(
-        (pl.col("kind") == TRAINING) & pl.col("to_version").is_not_null()
-    ).select("training_date", "to_version")
+    wanted = watched_versions(history)
     job = defs.resolve_job_def(TRAINING_JOB)
     for day, version in wanted.iter_rows():
         if (day, version) in have:

@@ -422,6 +422,19 @@ def champion_in_force(history: pl.DataFrame, day: date) -> str | None:
     return rows["to_version"][-1] if rows.height else None
 
 
+def watched_versions(history: pl.DataFrame) -> pl.DataFrame:
+    """(training_date, version) of the model each training date hands to monitoring: its
+    proposal while it awaits approval, else the champion in force after it."""
+    training = history.filter(pl.col("kind") == TRAINING)
+    return training.select(
+        "training_date",
+        pl.when(pl.col("action") == "propose")
+        .then(pl.col("proposed_version"))
+        .otherwise(pl.col("to_version"))
+        .alias("version"),
+    ).filter(pl.col("version").is_not_null())
+
+
 def current(history: pl.DataFrame) -> str | None:
     """The champion in force after the last decision."""
     return history.sort("seq")["to_version"][-1] if history.height else None

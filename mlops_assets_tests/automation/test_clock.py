@@ -71,7 +71,8 @@ def null_storm(day: str) -> dict:
 
 def build_history(pipeline: Pipeline, last_day: date) -> None:
     """The state the automation leaves by the morning after ``last_day``: daily assets up to
-    it (outcomes up to two days before), the latest training week, predictions, drift reports,
+    it (outcomes up to two days before), the latest training week and its approval,
+    predictions, drift reports,
     serving logs and business metrics of the days that champion is in force."""
     defs, instance, settings = pipeline.definitions(), pipeline.instance, pipeline.settings
     start = pipeline.spec.start_date
@@ -79,6 +80,15 @@ def build_history(pipeline: Pipeline, last_day: date) -> None:
     weeks = runner.training_partitions(start, settings.today())
     assert weeks[-1] == "2025-02-03", weeks
     runner.run_training(defs, instance, weeks[-1:], summary=summary)
+    # Prod only proposes: an approver makes the proposal champion on the morning of its
+    # cut-off, as `mlops-assets promote --training-date` does.
+    history = pipeline.warehouse.read("champion_history")
+    proposed, cutoff = history["proposed_version"][-1], history["effective_from"][-1]
+    release = {"action": "promote", "version": proposed, "approved_by": "ana", "reason": "test"}
+    as_of = pipeline.env["MLOPS_AS_OF"]
+    pipeline._set("MLOPS_AS_OF", f"{cutoff}T06:00")
+    runner.run_decisions(pipeline.definitions(), instance, summary=summary, release=release)
+    pipeline._set("MLOPS_AS_OF", as_of)
     first_served = runner.first_champion_day(settings)
     served = day_range(first_served, (last_day - first_served).days + 1)
     runner.run_scoring(defs, instance, served, summary=summary)

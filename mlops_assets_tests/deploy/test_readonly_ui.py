@@ -162,16 +162,14 @@ def webservers(
     logs = root / "logs"
     readonly_port, grpc_port, writable_port = free_port(), free_port(), free_port()
 
-    # The read-only UI exactly as `make ui-readonly` starts it (a temporary home and a free port
-    # instead of data/prod/dagster_home and 3001). MLOPS_ENV=dev here: the target must force prod.
-    readonly_env = clean_env(
-        MLOPS_ENV="dev", MLOPS_DATA_DIR=str(root / "readonly_data"), MLOPS_AS_OF=FIXED_AS_OF
-    )
+    # The read-only UI exactly as `make ui-readonly` starts it (a temporary data folder and a
+    # free port instead of data/ and 3001). MLOPS_ENV is unset here: the target defaults to prod.
+    readonly_env = clean_env(MLOPS_DATA_DIR=str(root / "readonly_data"), MLOPS_AS_OF=FIXED_AS_OF)
     # Under `make test` the tests inherit the outer make's flags (jobserver, dry run, ...).
     for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         readonly_env.pop(var, None)
     make_args = ["make", "--no-print-directory", "-o", ".venv/.installed", "ui-readonly"]
-    make_args += [f"UI_PORT={readonly_port}", f"PROD_HOME={root / 'prod_home'}"]
+    make_args += [f"UI_PORT={readonly_port}"]
 
     db = postgres_server.create_database("webserver")
     writable_env = clean_env(

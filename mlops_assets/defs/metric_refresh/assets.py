@@ -29,7 +29,6 @@ TOTAL = "ALL"
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec, settings = p.spec, p.settings
     cost = spec.cost_column
-    band_window = dg.TimeWindowPartitionMapping(start_offset=-BAND_HISTORY_DAYS)
     checks = [
         dg.AssetCheckSpec(
             ERROR_IN_BAND,
@@ -62,11 +61,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             warn_window=timedelta(hours=24 * (spec.label_lag_days + 1)),
         ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "business_metrics")),
-        # The band of each day is recomputed from the days before it, read as inputs.
         ins={
-            "predictions": dg.AssetIn(partition_mapping=band_window),
-            "raw_outcomes": dg.AssetIn(partition_mapping=band_window),
-            "raw_events": dg.AssetIn(partition_mapping=band_window),
+            "predictions": dg.AssetIn(),
+            "raw_outcomes": dg.AssetIn(),
+            "raw_events": dg.AssetIn(),
             "serving_log": dg.AssetIn(),
         },
         check_specs=checks,
@@ -107,8 +105,23 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             )
         segment = spec.segment_column
         columns = ("wape", "cost_per_outcome_actual") if cost else ("wape",)
+        # The band of each day is recomputed from the same three tables over the days before
+        # it (read here rather than as a wider input window, so automation does not wait for
+        # days that have no predictions, such as those before the first champion).
+        wh, first = warehouse.get(), days[0] - timedelta(days=BAND_HISTORY_DAYS)
+
+        def with_past(table: str, frame):
+            past = wh.read(table, spec.date_column, first, days[0])
+            return pl.concat([past, frame], how="diagonal_relaxed") if past.width else frame
+
         per_day = business.metrics_by_day(
-            predictions, raw_outcomes, raw_events, spec, days, BAND_HISTORY_DAYS, columns
+            with_past("predictions", predictions),
+            with_past("raw_outcomes", raw_outcomes),
+            with_past("raw_events", raw_events),
+            spec,
+            days,
+            BAND_HISTORY_DAYS,
+            columns,
         )
         tables = []
         for m in per_day:

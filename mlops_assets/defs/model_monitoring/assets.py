@@ -72,11 +72,13 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         wh = warehouse.get()
         training_date = datetime.fromisoformat(context.partition_key).date()
         history = champion_history if champion_history.width else promotion.empty_history()
-        decided = history.filter(pl.col("training_date") == training_date).sort("seq")
-        version = decided["to_version"][-1] if decided.height else None
+        watched = promotion.watched_versions(history).filter(
+            pl.col("training_date") == training_date
+        )
+        version = watched["version"][-1] if watched.height else None
         if version is None:
             raise dg.Failure(
-                description=f"no champion in force after training date {training_date}",
+                description=f"no champion in force or proposed after training date {training_date}",
                 allow_retries=False,
             )
         tags = registry.version_tags(mlflow.registered_model, version, mlflow.tracking_uri)
@@ -106,7 +108,6 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
     numeric, categorical = spec.monitored_numeric, spec.monitored_categorical
-    lookback = dg.TimeWindowPartitionMapping(start_offset=-(limits.drift_persist_m - 1))
 
     @dg.asset(
         name="drift_report",
@@ -120,11 +121,9 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         automation_condition=eager_within(7),
         metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
         # The persistence rule looks back over the previous days: their drift flags are read
-        # from this table or, for a day not reported yet, recomputed from these inputs.
-        ins={
-            "features": dg.AssetIn(partition_mapping=lookback),
-            "predictions": dg.AssetIn(partition_mapping=lookback),
-        },
+        # from this table or, for a day not reported yet, recomputed from that day's features
+        # and predictions.
+        ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},
         # The reference of the champion that made the day's predictions, not of the training
         # week the day falls in (that one is trained after the day and would redo its report).
         deps=[dg.AssetDep("drift_reference", partition_mapping=champion_in_force_mapping(p))],
@@ -156,9 +155,18 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
             for r in (summary.iter_rows(named=True) if summary is not None else [])
         }
 
+        days = partition_days(context)
+
         def run(day: date):
-            current = features.filter(pl.col(spec.date_column) == day).join(
-                predictions.select(spec.event_key, "prediction", "model_version"),
+            feats, preds = features, predictions
+            if day not in days:
+                end = day + timedelta(days=1)
+                feats = wh.read("features", spec.date_column, day, end)
+                preds = wh.read("predictions", spec.date_column, day, end)
+                if not preds.width:
+                    return None, preds
+            current = feats.filter(pl.col(spec.date_column) == day).join(
+                preds.select(spec.event_key, "prediction", "model_version"),
                 on=spec.event_key,
                 how="inner",
             )
@@ -183,7 +191,6 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
             )
             return result, current
 
-        days = partition_days(context)
         frames, verdicts = [], {name: [] for name in (DRIFT_SHARE, PREDICTION_DRIFT, NULL_SHARE)}
         persistent_days: list[str] = []
         for day in days:
