@@ -198,18 +198,6 @@ def after_latest_blocking_checks(condition: dg.AutomationCondition) -> dg.Automa
 HISTORY_ASSET = "champion_history"
 
 
-def after_decisions(condition: dg.AutomationCondition) -> dg.AutomationCondition:
-    """``condition``, once the decision history is settled: not requested in this evaluation
-    and not running (automation launches differently partitioned assets as separate runs, so a
-    reader of the history must wait for the run that rewrites it). Updates of the history alone
-    do not trigger a reader: what changes a day's champion is the training date it follows."""
-    A = dg.AutomationCondition
-    history = dg.AssetSelection.assets(HISTORY_ASSET)
-    condition = condition.replace("any_deps_updated", A.any_deps_updated().ignore(history))
-    busy = A.any_deps_match(A.will_be_requested() | A.in_progress()).allow(history)
-    return (condition & ~busy).with_label(f"{condition.get_label() or 'eager'}, history settled")
-
-
 def when_decided() -> dg.AutomationCondition:
     """The decision history: whenever a training date's evaluation or a release decision is
     updated (not on every new day of examples it re-scores from)."""
@@ -224,3 +212,27 @@ def champion_in_force_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
     decision is the latest in force on D)."""
     period = 1 if p.spec.training.cadence == "daily" else 7
     return dg.TimeWindowPartitionMapping(start_offset=-period, end_offset=-period)
+
+
+def ignoring_history(condition: dg.AutomationCondition) -> dg.AutomationCondition:
+    """``condition`` with updates of the decision history left out of "a dependency was
+    updated": a day is re-predicted when the training date in force on it changes, not on
+    every re-derivation of the history."""
+    A = dg.AutomationCondition
+    history = dg.AssetSelection.assets(HISTORY_ASSET)
+    return condition.replace("any_deps_updated", A.any_deps_updated().ignore(history))
+
+
+def after_history() -> dg.AutomationCondition:
+    """Once the decision history was updated, in the latest time window (a training date's
+    drift reference follows the decision about it)."""
+    A = dg.AutomationCondition
+    history = dg.AssetSelection.assets(HISTORY_ASSET)
+    updated = A.any_deps_match(A.newly_updated()).allow(history)
+    return (
+        A.in_latest_time_window()
+        & updated.since_last_handled()
+        & ~A.any_deps_missing()
+        & ~A.any_deps_in_progress()
+        & ~A.in_progress()
+    ).with_label("after the decision history")

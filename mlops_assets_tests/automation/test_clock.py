@@ -29,7 +29,7 @@ LANDED = ("raw_outcomes", "outcome_stats", "labeled_examples", "business_metrics
 NEW_DAY = ("raw_events", "features", "serving_log", "predictions", "drift_report")
 BEFORE_CHAMPION = ("raw_events", "features", "serving_log")
 SCORED = ("predictions", "drift_report")
-TRAINING = (*(c.asset_name for c in CANDIDATES), "champion", "drift_reference")
+TRAINING = (*(c.asset_name for c in CANDIDATES), "champion")
 ONLINE = at(None, "online_features")
 DOWNSTREAM_OF_FEATURES = ("labeled_examples", "predictions", "drift_report", "business_metrics")
 
@@ -41,11 +41,15 @@ EXPECTED: dict[str, list[set]] = {
     "2025-02-16": [at("2025-02-14", *LANDED) | at("2025-02-15", *NEW_DAY), ONLINE],
     # Week 2025-02-10 has ended, but the examples of its last day (the 16th) land tomorrow.
     "2025-02-17": [at("2025-02-15", *LANDED) | at("2025-02-16", *NEW_DAY), ONLINE],
-    # The 17th waits for its champion, trained once the 16th's examples are in.
+    # The 17th waits for its training week, trained once the 16th's examples are in; the
+    # decision history follows (prod only proposes: the approved champion stays in force), then
+    # the week's drift reference and the 17th's drift report.
     "2025-02-18": [
         at("2025-02-16", *LANDED) | at("2025-02-17", *BEFORE_CHAMPION),
         at(WEEK, *TRAINING) | ONLINE,
-        at("2025-02-17", *SCORED),
+        at(None, "champion_history") | at("2025-02-17", "predictions"),
+        at(WEEK, "drift_reference"),
+        at("2025-02-17", "drift_report"),
     ],
     "2025-02-19": [at("2025-02-17", *LANDED) | at("2025-02-18", *NEW_DAY), ONLINE],
     # The storm day's features fail their null share check: its run stores them but stops

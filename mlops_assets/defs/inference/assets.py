@@ -11,10 +11,10 @@ from mlops_assets.defs.common import (
     Frame,
     Project,
     after_blocking_checks,
-    after_decisions,
     champion_in_force_mapping,
     code_version,
     eager_within,
+    ignoring_history,
     partition_days,
     project,
     rule_result,
@@ -56,7 +56,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="predictions",
         group_name="inference",
-        automation_condition=after_decisions(after_blocking_checks(eager_within(7))),
+        automation_condition=after_blocking_checks(ignoring_history(eager_within(7))),
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=72), warn_window=timedelta(hours=48)
         ),

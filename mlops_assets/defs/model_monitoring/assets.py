@@ -11,7 +11,7 @@ from mlops_assets.defs.common import (
     Frame,
     Project,
     after_blocking_checks,
-    after_decisions,
+    after_history,
     champion_in_force_mapping,
     code_version,
     eager_within,
@@ -41,7 +41,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="drift_reference",
         group_name="model_monitoring",
-        automation_condition=after_decisions(after_blocking_checks(dg.AutomationCondition.eager())),
+        automation_condition=after_blocking_checks(after_history()),
         partitions_def=p.training,
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
