@@ -109,7 +109,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             summary = run_days(defs, instance, settings, days, progress=progress)
         dates = training_partitions(days[0], today)[-max(args.training_dates, 1) :]
         if dates:
-            with stage("training", len(dates)) as progress:
+            # One line per training date, then the decision history and drift references.
+            with stage("training", None) as progress:
                 run_training(defs, instance, dates, progress, summary)
         else:
             needed = days_for_first_champion(settings)
@@ -378,7 +379,8 @@ def _print_leaderboard(wh, schema: str, metric: str) -> None:
     history = wh.read("champion_history")
     if history.width and history.height:
         last = history.sort("seq").row(-1, named=True)
-        print(f"  decision: {last['action']}, champion in force v{last['to_version'] or '-'}")
+        in_force = f"v{last['to_version']}" if last["to_version"] else "none"
+        print(f"  decision: {last['action']}, champion {in_force} (in force after it)")
         print(f"  why: {last['reason']}\n")
 
 
