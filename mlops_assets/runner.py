@@ -418,7 +418,6 @@ def training_partitions(first_day: date, today: date) -> list[str]:
     return keys
 
 
-TRAINING_ASSETS = "model_training"
 DECISION_ASSETS = ("release_decisions", "champion_history")
 
 
@@ -441,14 +440,19 @@ def run_training(
         result = _execute(job, instance, partition_key=key, asset_selection=selection)
         summary.add(result, f"training {key}")
         state = "ok" if result.success else "FAILED"
-        proposal = ""
-        for event in result.get_asset_materialization_events():
-            if event.asset_key == dg.AssetKey("champion"):
-                meta = event.materialization.metadata
-                proposal = f"proposes v{meta['proposal'].value} ({meta['reason'].value})"
+        meta = _materialized_metadata(result, "champion")
+        proposal = f"proposes v{meta['proposal'].value} ({meta['reason'].value})" if meta else ""
         progress(f"training {key}: {state} {proposal}")
     run_decisions(defs, instance, progress, summary)
     return summary
+
+
+def _materialized_metadata(result: dg.ExecuteInProcessResult, asset: str):
+    """The metadata of ``asset``'s last materialization in ``result``, or None."""
+    events = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
+    ]
+    return events[-1].materialization.metadata if events else None
 
 
 def run_decisions(
@@ -467,10 +471,8 @@ def run_decisions(
     config = {"ops": {"release_decisions": {"config": release}}} if release else None
     result = _execute(job, instance, asset_selection=keys, run_config=config)
     summary.add(result, "decisions")
-    in_force = "none"
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey("champion_history"):
-            in_force = event.materialization.metadata["champion_in_force"].value
+    meta = _materialized_metadata(result, "champion_history")
+    in_force = meta["champion_in_force"].value if meta else "none"
     progress(f"decisions: {'ok' if result.success else 'FAILED'}, champion in force v{in_force}")
     if result.success:
         refresh_drift_references(defs, instance, progress, summary)

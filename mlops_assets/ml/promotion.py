@@ -289,7 +289,6 @@ def decide_history(
             day, rows = payload
             row = _training_decision(
                 day,
-                effective,
                 rows,
                 state,
                 metric,
@@ -309,7 +308,6 @@ def decide_history(
 
 def _training_decision(
     day: date,
-    effective: date,
     rows: pl.DataFrame,
     state: _InForce,
     metric: str,
