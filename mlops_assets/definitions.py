@@ -82,6 +82,7 @@ def build_definitions() -> dg.Definitions:
                 tracking_uri=settings.mlflow_tracking_uri,
                 artifacts_dir=str(settings.mlflow_artifacts_dir),
                 registered_model=settings.registered_model_name,
+                ui_base=settings.mlflow_url,
             ),
         },
         jobs=[

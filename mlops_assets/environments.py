@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 STAGE_ALIASES = {"dev": "larva", "staging": "chrysalis", "prod": "butterfly"}
@@ -18,6 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO_ROOT / "data" / "datasets" / "tv_ad_response.yaml"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+# Where `make dev` serves the environment's MLflow UI and its saved reports (see services.py).
+DEFAULT_MLFLOW_URL = "http://127.0.0.1:5000"
+DEFAULT_REPORTS_URL = "http://127.0.0.1:5001"
 
 
 class SettingsError(ValueError):
@@ -72,6 +76,10 @@ class Settings:
     # Where the environment's Dagster UI is reached (MLOPS_DAGSTER_URL): every link an alert
     # carries starts here.
     dagster_url: str = DEFAULT_DAGSTER_URL
+    # Where its MLflow UI (MLOPS_MLFLOW_URL) and its saved reports (MLOPS_REPORTS_URL) are
+    # reached: the run, plot and report links in asset metadata start here.
+    mlflow_url: str = DEFAULT_MLFLOW_URL
+    reports_url: str = DEFAULT_REPORTS_URL
 
     @property
     def env_dir(self) -> Path:
@@ -112,6 +120,11 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.env_dir / "reports"
+
+    def report_url(self, report: Path) -> str:
+        """The link to a report saved under :attr:`reports_dir`, as the reports server serves it."""
+        relative = Path(report).resolve().relative_to(self.reports_dir.resolve())
+        return f"{self.reports_url}/{quote(relative.as_posix())}"
 
     @property
     def alerts_path(self) -> Path:
@@ -185,15 +198,21 @@ def check_state_paths(settings: Settings) -> Settings:
     return settings
 
 
-def _parse_url(raw: str | None) -> str:
+_URLS = {
+    "MLOPS_DAGSTER_URL": ("the Dagster UI", DEFAULT_DAGSTER_URL),
+    "MLOPS_MLFLOW_URL": ("the MLflow UI", DEFAULT_MLFLOW_URL),
+    "MLOPS_REPORTS_URL": ("the reports server", DEFAULT_REPORTS_URL),
+}
+
+
+def _parse_url(variable: str) -> str:
+    what, default = _URLS[variable]
+    raw = os.environ.get(variable)
     if not raw:
-        return DEFAULT_DAGSTER_URL
+        return default
     url = raw.strip().rstrip("/")
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
-        raise SettingsError(
-            f"MLOPS_DAGSTER_URL={raw!r} is not an http(s) URL of the Dagster UI "
-            f"(e.g. {DEFAULT_DAGSTER_URL})"
-        )
+        raise SettingsError(f"{variable}={raw!r} is not an http(s) URL of {what} (e.g. {default})")
     return url
 
 
@@ -260,6 +279,8 @@ def load_settings(
         as_of=_parse_as_of(os.environ.get("MLOPS_AS_OF")),
         schema=schema,
         thresholds=_THRESHOLDS[name],
-        dagster_url=_parse_url(os.environ.get("MLOPS_DAGSTER_URL")),
+        dagster_url=_parse_url("MLOPS_DAGSTER_URL"),
+        mlflow_url=_parse_url("MLOPS_MLFLOW_URL"),
+        reports_url=_parse_url("MLOPS_REPORTS_URL"),
     )
     return check_state_paths(settings)

@@ -1,17 +1,26 @@
-"""The Dagster processes of one environment, as the Makefile starts them.
+"""The processes of one environment, as the Makefile starts them.
 
 Every command resolves the environment the way `mlops-assets` does (``MLOPS_ENV``,
 ``MLOPS_DATA_DIR``; see ``environments.py``), prepares its Dagster home under
-``$MLOPS_DATA_DIR/<env>/dagster_home`` with the repository's dagster.yaml, and points alert links
-at the UI it serves (``MLOPS_DAGSTER_URL``, unless set):
+``$MLOPS_DATA_DIR/<env>/dagster_home`` with the repository's dagster.yaml, and points the links
+the pipeline writes (alerts, asset metadata) at the servers it starts (``MLOPS_DAGSTER_URL``,
+``MLOPS_MLFLOW_URL``, ``MLOPS_REPORTS_URL``, unless set):
 
-- ``dev``: ``dagster dev`` (webserver and daemon) for ``$MLOPS_ENV`` (default dev);
-- ``ui-readonly``: the read-only webserver, for ``$MLOPS_ENV`` if set, else prod;
-- ``prod-ops``: the same read-only webserver and, beside it, the environment's daemon
-  (automation, sensors, freshness, run monitoring), so prod runs by itself.
+- ``dev``: ``dagster dev`` (webserver and daemon) for ``$MLOPS_ENV`` (default dev), the
+  environment's MLflow UI and the reports server;
+- ``ui-readonly``: the read-only webserver and the reports server, for ``$MLOPS_ENV`` if set,
+  else prod;
+- ``prod-ops``: the same two and, beside them, the environment's daemon (automation, sensors,
+  freshness, run monitoring), so prod runs by itself.
 
-``prod-ops`` runs each process in its own process group with default signal handlers; SIGINT or
-SIGTERM stops both (SIGKILL after a grace period), and if either exits the other is stopped.
+The read-only targets start no MLflow UI: MLflow's UI has no read-only mode, and from it anyone
+could move the registry aliases that only an approved promotion may move.
+
+The reports server serves ``$MLOPS_DATA_DIR/<env>/reports/`` (the Evidently HTML reports the
+drift asset saves and links) as static files through uvicorn and Starlette's ``StaticFiles``.
+
+Each process runs in its own process group with default signal handlers; SIGINT or SIGTERM stops
+all of them (SIGKILL after a grace period), and if one exits the others are stopped.
 """
 
 from __future__ import annotations
@@ -103,16 +112,58 @@ def supervise(commands: Sequence[Sequence[str]], env: dict[str, str]) -> int:
     return code
 
 
+def reports_app():
+    """The reports server's ASGI app (``uvicorn --factory``): the environment's reports folder as
+    static files, nothing else."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    folder = load_settings().reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return Starlette(routes=[Mount("/", app=StaticFiles(directory=folder, html=True))])
+
+
+# The MLflow UI is for browsing runs and the registry: no job workers (MLflow's server otherwise
+# starts seven task-queue processes, which also outlive a stop).
+MLFLOW_UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
+    """The environment's MLflow UI (its SQLite tracking store and registry), one worker."""
+    return [
+        _bin("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+
+
+def reports_command(host: str, port: int) -> list[str]:
+    """The reports server of the environment the variables name (:func:`reports_app`)."""
+    return [
+        _bin("uvicorn"), "--factory", "mlops_assets.services:reports_app",
+        "--host", host, "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mlops_assets.services", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("command", choices=("dev", "ui-readonly", "prod-ops", "home"))
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--port", type=int, help="the Dagster UI (3000; read-only: 3001)")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="the MLflow UI (dev)")
+    parser.add_argument(
+        "--reports-port", type=int, help="the reports server (5001; read-only: 5002)"
+    )
     args = parser.parse_args(argv)
     readonly = args.command in ("ui-readonly", "prod-ops")
     port = args.port or (3001 if readonly else 3000)
+    reports_port = args.reports_port or (5002 if readonly else 5001)
     env_name = None if os.environ.get("MLOPS_ENV") or not readonly else "prod"
     try:
         settings, env = environment(env_name, args.host, port)
@@ -122,23 +173,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "home":
         sys.stdout.write(env["DAGSTER_HOME"] + "\n")
         return 0
+    env.setdefault("MLOPS_REPORTS_URL", _url(args.host, reports_port))
+    if not readonly:
+        env.setdefault("MLOPS_MLFLOW_URL", _url(args.host, args.mlflow_port))
+        env.update(MLFLOW_UI_ENV)
+    links = {
+        "UI": "MLOPS_DAGSTER_URL",
+        "MLflow": "MLOPS_MLFLOW_URL",
+        "reports": "MLOPS_REPORTS_URL",
+    }
+    urls = " ".join(f"{what} {env[name]}" for what, name in links.items() if name in env)
     sys.stderr.write(
-        f"{args.command}: env={settings.env} Dagster home {env['DAGSTER_HOME']} "
-        f"UI {env['MLOPS_DAGSTER_URL']}\n"
+        f"{args.command}: env={settings.env} Dagster home {env['DAGSTER_HOME']} {urls}\n"
     )
     sys.stderr.flush()
-    # A shell that starts jobs in the background hands its children SIGINT ignored, and exec
-    # would pass that on: Dagster's processes must stop on SIGINT.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     workspace = ["-w", str(WORKSPACE)]
     where = ["-h", args.host, "-p", str(port)]
+    reports = reports_command(args.host, reports_port)
     if args.command == "dev":
-        os.execve(_bin("dagster"), [_bin("dagster"), "dev", *workspace, *where], env)
+        mlflow = mlflow_ui_command(settings, args.host, args.mlflow_port)
+        return supervise([[_bin("dagster"), "dev", *workspace, *where], mlflow, reports], env)
     webserver = [_bin("dagster-webserver"), *workspace, "--read-only", *where]
     if args.command == "ui-readonly":
-        os.execve(webserver[0], webserver, env)
-    return supervise([webserver, [_bin("dagster-daemon"), "run", *workspace]], env)
+        return supervise([webserver, reports], env)
+    return supervise([webserver, reports, [_bin("dagster-daemon"), "run", *workspace]], env)
 
 
 if __name__ == "__main__":

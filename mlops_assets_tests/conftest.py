@@ -10,6 +10,21 @@ import pytest
 
 from mlops_assets_tests.helpers import MLOPS_VARS, Pipeline
 
+TESTS = Path(__file__).parent
+# Folders whose session fixtures build one shared world: their tests run in one worker.
+SHARED_WORLDS = {"deploy", "deployment", "faults", "ml", "ui"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``-n`` (pytest-xdist, ``--dist loadgroup``), the workers share the tests by group: a
+    module's tests stay together (module fixtures are built once), and so does each folder of
+    :data:`SHARED_WORLDS` (session fixtures are built once)."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts
+        group = parts[0] if len(parts) > 1 and parts[0] in SHARED_WORLDS else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

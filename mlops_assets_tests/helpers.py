@@ -29,7 +29,15 @@ FIXED_AS_OF = "2025-03-15T06:00"
 SMALL_AIRINGS_PER_DAY = 150
 START_DATE = "2025-01-01"
 DAILY_TABLES = ("raw_events", "raw_outcomes", "outcome_stats", "features", "labeled_examples")
-MLOPS_VARS = ("MLOPS_ENV", "MLOPS_DATA_DIR", "MLOPS_DATASET", "MLOPS_AS_OF", "MLOPS_SCHEMA")
+URL_VARS = ("MLOPS_DAGSTER_URL", "MLOPS_MLFLOW_URL", "MLOPS_REPORTS_URL")
+MLOPS_VARS = (
+    "MLOPS_ENV",
+    "MLOPS_DATA_DIR",
+    "MLOPS_DATASET",
+    "MLOPS_AS_OF",
+    "MLOPS_SCHEMA",
+    *URL_VARS,
+)
 
 
 def day_range(first: date, n: int) -> list[date]:
@@ -108,7 +116,7 @@ class Pipeline:
         self._spec_count = 0
         self._defs: dict[tuple, dg.Definitions] = {}
         self._instance: dg.DagsterInstance | None = None
-        for var in ("MLOPS_ENV", "MLOPS_SCHEMA"):
+        for var in ("MLOPS_ENV", "MLOPS_SCHEMA", *URL_VARS):
             monkeypatch.delenv(var, raising=False)
         self._set("MLOPS_DATA_DIR", str(self.data_dir))
         self._set("MLOPS_AS_OF", as_of)
@@ -148,6 +156,11 @@ class Pipeline:
 
     def set_env(self, name: str) -> None:
         self._set("MLOPS_ENV", name)
+
+    def use_urls(self, dagster: str, mlflow: str, reports: str) -> None:
+        """Where the links this pipeline writes point: the Dagster UI, MLflow UI, reports."""
+        for var, url in zip(URL_VARS, (dagster, mlflow, reports), strict=True):
+            self._set(var, url)
 
     @property
     def project(self):

@@ -108,8 +108,10 @@ def test_drift_report_is_saved_and_linked_not_inlined(drift_runs, bound: Pipelin
         if e.asset_key == dg.AssetKey("drift_report")
     )
     meta = event.materialization.metadata
-    path = meta["report"].value
+    path = meta["report_file"].value
     assert path.endswith(f"drift_{DRIFT_DAY}.html")
+    # The link is the same file as the reports server serves it.
+    assert meta["report"].value == f"{bound.settings.reports_url}/drift_{DRIFT_DAY}.html"
     html = open(path, encoding="utf-8").read()
     assert len(html) > 10_000 and "audience_k" in html
     assert meta["drift_share"].value >= 0.5

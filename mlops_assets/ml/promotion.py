@@ -143,13 +143,11 @@ def model_card(
     ]
     if chosen is not None and chosen.run_id:
         lines += ["", "## Plots", ""]
-        if plot_links:
-            lines += [f"[{name}]({url})" for name, url in plot_links.items()]
-        else:
-            lines.append(
-                f"MLflow run `{chosen.run_id}`: artifacts `plots/feature_importance.png` and "
-                "`plots/predicted_vs_actual.png`."
-            )
+        for name, url in (plot_links or {}).items():
+            lines += [f"**{name}**", "", f"![{name}]({url})", ""]
+        run_url = chosen.extra.get("run_url")
+        run = f"[`{chosen.run_id}`]({run_url})" if run_url else f"`{chosen.run_id}`"
+        lines.append(f"MLflow run {run}: the plots and the model are its artifacts.")
     return "\n".join(lines)
 
 
@@ -160,8 +158,11 @@ def evaluate(
     cards: pl.DataFrame,
     holdout: pl.DataFrame,
     training_date: str,
+    mlflow_url: str | None = None,
 ) -> Evaluation:
-    """The leaderboard of one training date, its proposal and whether the proposal serves."""
+    """The leaderboard of one training date, its proposal and whether the proposal serves.
+
+    With ``mlflow_url`` (the MLflow UI's base URL) the model card shows the proposal's plots."""
     from mlops_assets.ml import registry as mlreg
 
     leaderboard = entries_from_cards(cards)
@@ -175,7 +176,13 @@ def evaluate(
             serves_ok, serves_detail = mlreg.check_serves(
                 registry.tracking_uri, registry.model_name, decision.chosen.version, sample
             )
-    card = model_card(spec, training_date, _windows(cards), leaderboard, decision)
+    chosen = decision.chosen
+    plots = (
+        mlreg.plot_urls(chosen.run_id, mlflow_url)
+        if mlflow_url and chosen and chosen.run_id
+        else None
+    )
+    card = model_card(spec, training_date, _windows(cards), leaderboard, decision, plots)
     return Evaluation(decision, leaderboard, serves_ok, serves_detail, card)
 
 

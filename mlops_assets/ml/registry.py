@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import polars as pl
 
@@ -134,6 +135,19 @@ def configure(tracking_uri: str, artifacts_dir: str | Path, experiment_name: str
 def run_url(experiment_id: str, run_id: str, ui_base: str = DEFAULT_UI) -> str:
     """The run's page in the MLflow UI served at ``ui_base``."""
     return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def artifact_url(run_id: str, path: str, ui_base: str = DEFAULT_UI) -> str:
+    """One artifact of a run (e.g. a plot) as the MLflow UI at ``ui_base`` serves it."""
+    return f"{ui_base.rstrip('/')}/get-artifact?{urlencode({'path': path, 'run_uuid': run_id})}"
+
+
+def plot_urls(run_id: str, ui_base: str = DEFAULT_UI) -> dict[str, str]:
+    """The plots :func:`log_candidate` logs for a run, by title, as image URLs."""
+    return {
+        "Feature importance": artifact_url(run_id, IMPORTANCE_PLOT, ui_base),
+        "Predicted vs actual": artifact_url(run_id, PREDICTED_PLOT, ui_base),
+    }
 
 
 def run_key(

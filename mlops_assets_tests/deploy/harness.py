@@ -47,6 +47,16 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
+def answers(server: ServerProcess, url: str) -> bool:
+    """True once ``url`` answers 200; fails at once, with its log, if ``server`` has exited."""
+    if server.process.poll() is not None:
+        raise AssertionError(f"{server.name} exited early:\n{server.log}")
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,8 @@ dagster.yaml) with a read-only webserver and runs prod's daemon beside it. Prod'
 were materialized once before: no freshness state exists for them until a daemon evaluates one
 ("Not evaluated" in the UI); under `make prod-ops` the freshness daemon records it (fresh), the
 sensor and automation daemons beat, the UI shows the asset as fresh and refuses to launch runs,
-and SIGINT stops every process the target started."""
+the reports server serves prod's saved reports, and SIGINT stops every process the target
+started."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import psutil
 from dagster._core.definitions.freshness import FreshnessState
 
@@ -61,7 +63,12 @@ def test_prod_ops_runs_prods_daemon_beside_the_readonly_ui(make_pipeline, tmp_pa
     port = free_port()
     env = clean_env(**{k: v for k, v in pipeline.env.items() if k != "MLOPS_ENV"})
     command = ["make", "--no-print-directory", "-C", str(REPO_ROOT), "prod-ops"]
+    reports_port = free_port()
     command += [f"VENV={VENV}", "-o", str(VENV / ".installed"), f"UI_PORT={port}"]
+    command += [f"UI_REPORTS_PORT={reports_port}"]
+    reports = pipeline.data_dir / "prod" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "drift_report.html").write_text("<html>prod report</html>")
     ops = start_process("make_prod_ops", command, env, tmp_path / "logs")
     children: list[psutil.Process] = []
     with running([ops], grace=60):
@@ -82,6 +89,8 @@ def test_prod_ops_runs_prods_daemon_beside_the_readonly_ui(make_pipeline, tmp_pa
                 STARTUP_TIMEOUT,
                 f"heartbeats of {sorted(DAEMONS)}",
             )
+            answer = httpx.get(f"http://127.0.0.1:{reports_port}/drift_report.html", timeout=10)
+            assert answer.status_code == 200 and answer.text == "<html>prod report</html>"
             children = psutil.Process(ops.process.pid).children(recursive=True)
 
             asset = api.execute(FRESHNESS_QUERY)["assetOrError"]

@@ -38,6 +38,7 @@ from mlops_assets_tests.deploy.harness import (
     REPOSITORY,
     GraphQL,
     ServerProcess,
+    answers,
     free_port,
     running,
     start_process,
@@ -77,11 +78,26 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Ports:
+    """Chosen before the environment is filled: the links it writes point at these servers."""
+
+    writable: int
+    readonly: int
+    mlflow: int
+    reports: int
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{getattr(self, name)}"
+
+
+@dataclass(frozen=True)
 class Servers:
     writable_url: str
     readonly_url: str
     writable: GraphQL
     daemon: ServerProcess
+    mlflow_url: str
+    reports_url: str
 
 
 def _small_spec() -> dict:
@@ -90,12 +106,13 @@ def _small_spec() -> dict:
     return raw
 
 
-def _prepare(root: Path) -> Environment:
+def _prepare(root: Path, ports: Ports) -> Environment:
     from mlops_assets import runner
     from mlops_assets.ml.candidates import CANDIDATES
 
     patch = pytest.MonkeyPatch()
     pipeline = Pipeline(patch, root, as_of=AS_OF)
+    pipeline.use_urls(ports.url("readonly"), ports.url("mlflow"), ports.url("reports"))
     try:
         pipeline.use_spec(_small_spec())
         settings = pipeline.settings
@@ -150,8 +167,13 @@ def _prepare(root: Path) -> Environment:
 
 
 @pytest.fixture(scope="session")
-def environment(tmp_path_factory: pytest.TempPathFactory) -> Environment:
-    return _prepare(tmp_path_factory.mktemp("ui_env"))
+def ports() -> Ports:
+    return Ports(free_port(), free_port(), free_port(), free_port())
+
+
+@pytest.fixture(scope="session")
+def environment(tmp_path_factory: pytest.TempPathFactory, ports: Ports) -> Environment:
+    return _prepare(tmp_path_factory.mktemp("ui_env"), ports)
 
 
 def _stop_automation_sensor(server: GraphQL) -> None:
@@ -171,33 +193,58 @@ def _stop_automation_sensor(server: GraphQL) -> None:
 
 @pytest.fixture(scope="session")
 def servers(
-    environment: Environment, tmp_path_factory: pytest.TempPathFactory
+    environment: Environment, ports: Ports, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Servers]:
+    """The webservers, and the MLflow UI and reports server as `make dev` starts them."""
+    from mlops_assets import services
+    from mlops_assets.environments import load_settings
+
     logs = tmp_path_factory.mktemp("ui_logs")
     env = clean_env(
         MLOPS_DATA_DIR=str(environment.data_dir),
         MLOPS_DATASET=str(environment.dataset),
         MLOPS_AS_OF=AS_OF,
         DAGSTER_HOME=str(environment.dagster_home),
+        MLOPS_DAGSTER_URL=ports.url("readonly"),
+        MLOPS_MLFLOW_URL=ports.url("mlflow"),
+        MLOPS_REPORTS_URL=ports.url("reports"),
+        **services.MLFLOW_UI_ENV,
     )
-    writable_port, readonly_port = free_port(), free_port()
+    settings = load_settings(data_dir=environment.data_dir, dataset=environment.dataset)
     webserver = [str(BIN / "dagster-webserver"), "-w", WORKSPACE, "-h", "127.0.0.1"]
     processes = [
-        start_process("webserver", [*webserver, "-p", str(writable_port)], env, logs),
+        start_process("webserver", [*webserver, "-p", str(ports.writable)], env, logs),
         start_process(
-            "readonly_webserver", [*webserver, "--read-only", "-p", str(readonly_port)], env, logs
+            "readonly_webserver", [*webserver, "--read-only", "-p", str(ports.readonly)], env, logs
+        ),
+        start_process(
+            "mlflow_ui", services.mlflow_ui_command(settings, "127.0.0.1", ports.mlflow), env, logs
+        ),
+        start_process(
+            "reports_server", services.reports_command("127.0.0.1", ports.reports), env, logs
         ),
     ]
     with running(processes):
-        writable = GraphQL(f"http://127.0.0.1:{writable_port}")
-        readonly = GraphQL(f"http://127.0.0.1:{readonly_port}")
+        writable = GraphQL(ports.url("writable"))
+        readonly = GraphQL(ports.url("readonly"))
         try:
             wait_until(lambda: writable.ready(processes[0]), STARTUP_TIMEOUT, "webserver")
             wait_until(lambda: readonly.ready(processes[1]), STARTUP_TIMEOUT, "read-only webserver")
+            health = f"{ports.url('mlflow')}/health"
+            wait_until(lambda: answers(processes[2], health), STARTUP_TIMEOUT, "the MLflow UI")
+            report = f"{ports.url('reports')}/drift_{DAYS[-1]}.html"
+            wait_until(lambda: answers(processes[3], report), STARTUP_TIMEOUT, "the reports")
             _stop_automation_sensor(writable)
             daemon_args = [str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE]
             processes.append(start_process("daemon", daemon_args, env, logs))
-            yield Servers(writable.base_url, readonly.base_url, writable, processes[2])
+            yield Servers(
+                writable.base_url,
+                readonly.base_url,
+                writable,
+                processes[-1],
+                ports.url("mlflow"),
+                ports.url("reports"),
+            )
         finally:
             writable.close()
             readonly.close()

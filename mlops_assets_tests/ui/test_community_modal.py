@@ -1,7 +1,8 @@
 """No "Join the Dagster community" dialog in the UIs the project starts, seen in a fresh Chromium
 (empty local storage, nothing dismissed in advance).
 
-The UI is `make dev` itself, with MLOPS_ENV=staging and MLOPS_DATA_DIR pointing at a temporary
+The UI is `make dev` itself (which also serves the environment's MLflow UI and its reports, on
+the ports given), with MLOPS_ENV=staging and MLOPS_DATA_DIR pointing at a temporary
 folder: it must serve the instance of that environment's own Dagster home
 (``$MLOPS_DATA_DIR/staging/dagster_home``, holding the repository's dagster.yaml, whose
 ``nux: enabled: false`` hides the dialog). The control is a webserver on an instance without
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import yaml
@@ -24,6 +26,7 @@ from mlops_assets.environments import REPO_ROOT
 from mlops_assets_tests.deploy.harness import (
     GraphQL,
     ServerProcess,
+    answers,
     free_port,
     running,
     start_process,
@@ -96,7 +99,14 @@ def test_make_dev_ui_shows_no_community_dialog(
     (control_home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
     logs = tmp_path / "logs"
-    dev = start_process("make_dev", make_command("dev", DEV_PORT=str(dev_port)), env, logs)
+    mlflow_port, reports_port = free_port(), free_port()
+    reports = staging.data_dir / "staging" / "reports"
+    reports.mkdir(parents=True)
+    (reports / "drift_2025-01-01.html").write_text("<html>a saved report</html>")
+    ports = {"DEV_PORT": dev_port, "MLFLOW_PORT": mlflow_port, "REPORTS_PORT": reports_port}
+    dev = start_process(
+        "make_dev", make_command("dev", **{k: str(v) for k, v in ports.items()}), env, logs
+    )
     control = start_process(
         "control_webserver",
         [str(VENV / "bin" / "dagster-webserver"), "-w", str(REPO_ROOT / "workspace.yaml")]
@@ -111,6 +121,11 @@ def test_make_dev_ui_shows_no_community_dialog(
         try:
             wait_until(lambda: dev_api.ready(dev), STARTUP_TIMEOUT, "make dev's webserver")
             wait_until(lambda: control_api.ready(control), STARTUP_TIMEOUT, "the control")
+            # Beside the UI: the environment's MLflow UI and its reports, on the given ports.
+            mlflow_health = f"http://127.0.0.1:{mlflow_port}/health"
+            wait_until(lambda: answers(dev, mlflow_health), STARTUP_TIMEOUT, "make dev's MLflow")
+            report = httpx.get(f"http://127.0.0.1:{reports_port}/drift_2025-01-01.html")
+            assert report.status_code == 200 and report.text == "<html>a saved report</html>"
             children = descendants(dev)
             # make dev serves the staging environment's own Dagster home under MLOPS_DATA_DIR.
             assert (home / "dagster.yaml").read_text() == (REPO_ROOT / "dagster.yaml").read_text()

@@ -1,7 +1,8 @@
 """The drift report behind the ``drift_report`` asset page: the page names the saved Evidently
-HTML file (its ``report`` metadata, a path under the environment's reports folder), and that file
-opens in the browser as Evidently's rendered report, whose headline agrees with the counts on the
-asset page (drifted columns out of the tested ones) and whose table lists the monitored columns."""
+HTML file (its ``report_file`` metadata, a path under the environment's reports folder), and
+that file opens in the browser as Evidently's rendered report, whose headline agrees with the
+counts on the asset page (drifted columns out of the tested ones) and whose table lists the
+monitored columns."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def test_drift_report_link_opens_the_evidently_report(
 ) -> None:
     page.goto(f"{servers.readonly_url}/assets/drift_report")
 
-    expect(ui.metadata_row(page, "report")).to_contain_text(".html")
-    report = Path(ui.metadata_text(page, "report"))
+    expect(ui.metadata_row(page, "report_file")).to_contain_text(".html")
+    report = Path(ui.metadata_text(page, "report_file"))
     drifted = int(ui.metadata_text(page, "drifted_columns"))
     tested = int(ui.metadata_text(page, "tested_columns"))
     shots.take(page, "asset_page")

@@ -84,8 +84,8 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
 
         from mlops_assets.ml import promotion, registry, training
 
-        mlflow.experiment_id()
         cutoff = training_cutoff(context)
+        mlflow.experiment_id()
         w = training.training_windows(spec, cutoff)
         holdout = warehouse.get().read(
             "labeled_examples", spec.date_column, w.holdout_start, w.holdout_end + timedelta(1)
@@ -97,6 +97,7 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
             cards=board,
             holdout=holdout,
             training_date=context.partition_key,
+            mlflow_url=mlflow.ui_base,
         )
         if evaluation.proposal is not None:
             registry.set_version_description(

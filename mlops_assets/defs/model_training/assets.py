@@ -2,7 +2,7 @@
 examples, scored on a later holdout window, logged to MLflow and registered as a model version."""
 
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -32,8 +32,29 @@ SEED = 7
 
 
 def training_cutoff(context: dg.AssetExecutionContext) -> date:
-    """A training partition trains on data before the end of its window."""
-    return context.partition_time_window.end.date()
+    """A training partition trains on data before the end of its window.
+
+    A step asked for anything but one training date (a daily partition, from a launch that
+    selected daily and training-date assets together, or a range) is refused here, before it
+    trains, logs or registers anything, naming the training date that holds the day."""
+    partitions = context.assets_def.partitions_def
+    asked = context.partition_key_range
+    if asked.start == asked.end and partitions.has_partition_key(asked.start):
+        return context.partition_time_window.end.date()
+    first = datetime.fromisoformat(asked.start).replace(tzinfo=UTC)
+    holding = partitions.get_partition_key_for_timestamp(first.timestamp())
+    shown = asked.start if asked.start == asked.end else f"{asked.start}...{asked.end}"
+    raise dg.Failure(
+        description=(
+            f"{context.asset_key.to_user_string()} is partitioned by training date (keys like "
+            f"{partitions.get_first_partition_key()}), and this run asked for {shown}, which is "
+            "not one training date (a daily partition launched with daily and training assets "
+            "selected together?). Nothing was trained or logged. Launch the train_and_deploy "
+            f"job for training date {holding} (the one whose week holds {asked.start}), and "
+            "daily assets on their own."
+        ),
+        allow_retries=False,
+    )
 
 
 def training_input_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
