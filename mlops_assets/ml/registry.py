@@ -139,7 +139,8 @@ def run_url(experiment_id: str, run_id: str, ui_base: str = DEFAULT_UI) -> str:
 
 def artifact_url(run_id: str, path: str, ui_base: str = DEFAULT_UI) -> str:
     """One artifact of a run (e.g. a plot) as the MLflow UI at ``ui_base`` serves it."""
-    return f"{ui_base.rstrip('/')}/get-artifact?{urlencode({'path': path, 'run_uuid': run_id})}"
+    query = urlencode({"path": path, "run_uuid": run_id}, safe="/")
+    return f"{ui_base.rstrip('/')}/get-artifact?{query}"
 
 
 def plot_urls(run_id: str, ui_base: str = DEFAULT_UI) -> dict[str, str]:

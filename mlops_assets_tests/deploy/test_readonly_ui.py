@@ -169,7 +169,7 @@ def webservers(
     for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         readonly_env.pop(var, None)
     make_args = ["make", "--no-print-directory", "-o", ".venv/.installed", "ui-readonly"]
-    make_args += [f"UI_PORT={readonly_port}"]
+    make_args += [f"UI_PORT={readonly_port}", f"UI_REPORTS_PORT={free_port()}"]
 
     db = postgres_server.create_database("webserver")
     writable_env = clean_env(

@@ -151,5 +151,8 @@ def test_the_champion_materialization_carries_the_model_card(first_champion: Ste
         assert f"| {name} |" in text
     assert "**Decision: first**" in text
     chosen = first_champion.decision()["candidate"]
-    assert f"MLflow run `{runs[chosen].info.run_id}`" in text
-    assert "plots/feature_importance.png" in text
+    run_id = runs[chosen].info.run_id
+    assert f"MLflow run [`{run_id}`](" in text
+    # The plots are images the MLflow UI serves from the run's artifacts.
+    for plot in PLOTS:
+        assert f"/get-artifact?path={plot}&run_uuid={run_id})" in text
