@@ -55,7 +55,8 @@ class StageHealth:
 
 def asset_status(state: AssetState) -> tuple[str, list[str]]:
     """The status of one asset and the reasons for it (empty when healthy)."""
-    degraded, warning = [], []
+    degraded: list[str] = []
+    warning: list[str] = []
     for failed in state.failed_checks:
         where = f" ({failed.partition})" if failed.partition else ""
         text = f"{state.asset}: {failed.reason}{where}"

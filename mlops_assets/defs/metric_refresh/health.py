@@ -30,6 +30,8 @@ def _failed_checks(instance: dg.DagsterInstance, keys) -> list:
             continue
         event = latest[0].event.dagster_event if latest[0].event else None
         evaluation = event.event_specific_data if event else None
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            continue
         meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
         reason = meta.get("reason") or (
             f"check {key.name} failed: observed {meta.get('observed')}, "
