@@ -6,9 +6,11 @@ key, the latest freshness state per asset), which work on every instance storage
 run-sharded SQLite one of `dagster dev` as well as PostgreSQL."""
 
 import json
+from collections.abc import Mapping
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
@@ -23,12 +25,18 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def _partition(tags: dict[str, str]) -> str:
+def _partition(tags: Mapping[str, str]) -> str:
     if PARTITION_TAG in tags:
         return tags[PARTITION_TAG]
     if RANGE_START_TAG in tags:
         return f"{tags[RANGE_START_TAG]}..{tags.get(RANGE_END_TAG, '')}"
     return ""
+
+
+def _step_error(event: dg.DagsterEvent):
+    """The error of a step failure event (None for any other event)."""
+    data = event.event_specific_data
+    return data.error if isinstance(data, StepFailureData) else None
 
 
 def _reason(error) -> str:
@@ -51,12 +59,9 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertSinkR
     message = context.failure_event.message or "run failed"
     if steps:
         failures = context.get_step_failure_events()
+        errors = [(e.step_key, _step_error(e)) for e in failures]
         message = (
-            "; ".join(
-                f"{e.step_key}: {_reason(e.event_specific_data.error)[:300]}"
-                for e in failures
-                if e.event_specific_data and e.event_specific_data.error
-            )
+            "; ".join(f"{step}: {_reason(error)[:300]}" for step, error in errors if error)
             or message
         )
     alerts.send(
@@ -208,7 +213,9 @@ def alert_on_failed_checks(
     context: dg.SensorEvaluationContext, alerts: AlertSinkResource
 ) -> dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    graph = context.repository_def.asset_graph
+    repository = context.repository_def
+    assert repository is not None, "the sensor runs in a code location"
+    graph = repository.asset_graph
     checks = cursor.get("checks")
     checks = checks if isinstance(checks, dict) else {}
     freshness = cursor.get("freshness")
