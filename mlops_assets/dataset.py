@@ -1,39 +1,174 @@
 """DatasetSpec: what the pipeline needs to know about a dataset, loaded from a YAML file.
 
 The spec names the date column, keys, target, features, cost column, label lag, the source and the
-training cadence. Loading validates it against the source's real columns, so a spec that names a
-missing column, a wrong type or an unknown source fails at load with a message naming the field.
+training cadence. Its shape is a strict pydantic model (:class:`SpecModel`, whose JSON Schema is
+published as ``data/datasets/dataset_spec.schema.json``): an unknown field is an error with a
+"did you mean" suggestion, and a column in two roles is an error naming both fields. Loading then
+checks the spec against the source's real columns, so a spec that names a missing column, a wrong
+type or an unknown source fails at load with a message naming the field, the value and the fix.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops_assets.environments import ENVIRONMENTS, validate_identifier
+from mlops_assets.environments import ENVIRONMENTS, REPO_ROOT, validate_identifier
+from mlops_assets.storage.sources import (
+    CATEGORICAL,
+    DATE,
+    NUMERIC,
+    SOURCE_KINDS,
+    SourceReadError,
+    SourceSpec,
+    first_bad_value,
+    source_date_range,
+    source_schema,
+)
 
-SOURCE_KINDS = ("simulator", "csv", "parquet", "duckdb")
+__all__ = [
+    "CATEGORICAL",
+    "DATE",
+    "NUMERIC",
+    "SOURCE_KINDS",
+    "DatasetSpec",
+    "SourceSpec",
+    "SpecError",
+    "TrainingSpec",
+    "load_spec",
+    "parse_spec",
+]
+
 CADENCES = ("daily", "weekly")
 METRICS = ("wape", "mae", "rmse")
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-DATE = "date"
+SCHEMA_PATH = REPO_ROOT / "data" / "datasets" / "dataset_spec.schema.json"
+# Separates the parts of a composite key in the key column the pipeline derives from them.
+KEY_SEPARATOR = "|"
 
 
 class SpecError(ValueError):
-    """The dataset spec is invalid; the message names the field."""
+    """The dataset spec is invalid; the message names the field, the value and the fix."""
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str
-    path: Path | None = None
-    table: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+# The spec's shape, validated strictly ----------------------------------------------------------
+
+Columns = str | list[str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceModel(_Strict):
+    """Where the rows come from."""
+
+    kind: Literal["simulator", "csv", "parquet", "duckdb"] = Field(
+        description="simulator (the embedded data), csv, parquet or duckdb"
+    )
+    path: str | None = Field(
+        None, description="the file (csv, parquet, duckdb), relative to the spec's folder"
+    )
+    table: str | None = Field(None, description="the table of a duckdb file")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the simulator's options (seed, airings_per_day, ...)"
+    )
+
+
+class TrainingModel(_Strict):
+    """How candidates are trained and compared."""
+
+    cadence: Literal["daily", "weekly"] = "weekly"
+    train_days: int = Field(28, ge=1, strict=True)
+    holdout_days: int = Field(7, ge=1, strict=True)
+    metric: Literal["wape", "mae", "rmse"] = "wape"
+    max_train_rows: int = Field(200_000, ge=100, strict=True)
+    baseline_margin: float = Field(
+        0.05, ge=0, description="relative margin a model must beat the best baseline by"
+    )
+
+
+class SpecModel(_Strict):
+    """A dataset spec file (YAML)."""
+
+    name: str = Field(description="the dataset's name")
+    event_noun: str = Field("event", description="what one row is, in your business's words")
+    outcome_noun: str = Field("outcome", description="what the target counts")
+    description: str = ""
+    start_date: date = Field(description="first day of the daily partitions (ISO date)")
+    date_column: str = Field(description="the day (or timestamp) of each row")
+    event_key: Columns = Field(
+        description="the column, or list of columns, unique per row across all days"
+    )
+    target: str = Field(description="the numeric outcome to predict")
+    numeric_features: list[str] = Field(default_factory=list)
+    categorical_features: list[str] = Field(default_factory=list)
+    serving_keys: Columns = Field(description="categorical columns naming an online-store entry")
+    history_keys: Columns = Field(default_factory=list)
+    history_days: int = Field(28, ge=1, strict=True)
+    segment_column: str | None = None
+    cost_column: str | None = None
+    monitored_features: list[str] = Field(default_factory=list)
+    label_lag_days: int = Field(2, ge=0, strict=True)
+    training: TrainingModel = Field(default_factory=TrainingModel)
+    source: SourceModel
+
+
+def json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema (what ``data/datasets/dataset_spec.schema.json`` publishes)."""
+    schema = SpecModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mlops_assets dataset spec"
+    return schema
+
+
+def write_json_schema(path: Path = SCHEMA_PATH) -> Path:
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel]:
+    model: type[BaseModel] = SpecModel
+    for part in loc:
+        annotation = model.model_fields.get(str(part))
+        inner = getattr(annotation, "annotation", None)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return model
+
+
+def _explain(error: dict[str, Any]) -> str:
+    """One pydantic error as a sentence naming the field, the value and the fix."""
+    loc = tuple(p for p in error["loc"] if not isinstance(p, int))
+    name = ".".join(str(p) for p in loc)
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        parent = ".".join(str(p) for p in loc[:-1])
+        known = list(_model_for(loc[:-1]).model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{'.'.join([parent, close[0]]) if parent else close[0]}'?" if close else ""
+        where = f"'{parent}' " if parent else ""
+        return (
+            f"dataset spec field '{name}' is not a {where}spec field; {hint} "
+            f"(known fields: {', '.join(known)})"
+        ).replace(";  (", "; (")
+    if kind == "missing":
+        return f"dataset spec field '{name}' is required; add it to the spec"
+    if kind == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "").replace("'", "")
+        allowed = allowed.replace(" or ", ", ")
+        return f"dataset spec field '{name}' is {value!r}; use one of: {allowed}"
+    return f"dataset spec field '{name}': {error['msg'].lower()}, got {value!r}"
+
+
+# The spec as the pipeline uses it --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -55,6 +190,8 @@ class DatasetSpec:
     description: str
     start_date: date
     date_column: str
+    # The key column every table joins on: the spec's single key column, or for a composite key
+    # the column the pipeline derives from its parts (``event_key_columns``).
     event_key: str
     serving_keys: tuple[str, ...]
     target: str
@@ -69,6 +206,23 @@ class DatasetSpec:
     cost_column: str | None = None
     monitored_features: tuple[str, ...] = ()
     path: Path | None = None
+    # The source columns that make up the key (one, or several for a composite key).
+    event_key_columns: tuple[str, ...] = ()
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return self.event_key_columns or (self.event_key,)
+
+    @property
+    def composite_key(self) -> bool:
+        return len(self.key_columns) > 1
+
+    @property
+    def key_description(self) -> str:
+        """What must be unique, in words: 'airing_id' or '(date, hour)'."""
+        if self.composite_key:
+            return "(" + ", ".join(self.key_columns) + ")"
+        return repr(self.event_key)
 
     @property
     def monitored_numeric(self) -> list[str]:
@@ -110,26 +264,30 @@ class DatasetSpec:
         return cols
 
     @property
+    def source_columns(self) -> dict[str, str]:
+        """Columns the source must hold, with the kind the spec gives them (key parts that are
+        no feature have no kind: any type serves)."""
+        cols: dict[str, str] = {c: "" for c in self.key_columns}
+        cols.update({self.date_column: DATE, self.target: NUMERIC})
+        for c in self.categorical_features:
+            cols[c] = CATEGORICAL
+        for c in self.numeric_features:
+            cols[c] = NUMERIC
+        if self.cost_column:
+            cols[self.cost_column] = NUMERIC
+        if not self.composite_key:
+            cols.setdefault(self.event_key, "")
+        return cols
+
+    @property
     def history_lookback_days(self) -> int:
         """How many days before D the features of D look back into (label lag + window)."""
         return self.label_lag_days + self.history_days
 
 
-def _require(raw: dict[str, Any], key: str, where: str = "") -> Any:
-    if key not in raw or raw[key] in (None, ""):
-        raise SpecError(f"dataset spec field '{where}{key}' is required")
-    return raw[key]
-
-
-def _names(raw: dict[str, Any], key: str, required: bool = True) -> tuple[str, ...]:
-    value = raw.get(key, [])
-    if value is None:
-        value = []
-    if isinstance(value, str):
-        value = [value]
-    if required and not value:
-        raise SpecError(f"dataset spec field '{key}' needs at least one column")
-    return tuple(validate_column(v, key) for v in value)
+def derived_key_name(parts: tuple[str, ...]) -> str:
+    """The key column the pipeline adds for a composite key: its parts joined, then ``_key``."""
+    return "_".join(parts) + "_key"
 
 
 def validate_column(value: Any, what: str) -> str:
@@ -139,99 +297,156 @@ def validate_column(value: Any, what: str) -> str:
         raise SpecError(str(exc)) from exc
 
 
-def _int(raw: dict[str, Any], key: str, default: int, lo: int, where: str = "") -> int:
-    value = raw.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+def _names(value: Columns | None, what: str, required: bool = False) -> tuple[str, ...]:
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = [value]
+    if required and not value:
+        raise SpecError(f"dataset spec field '{what}' needs at least one column")
+    return tuple(validate_column(v, what) for v in value)
+
+
+def _two_roles(model: SpecModel, key_parts: tuple[str, ...]) -> None:
+    """Refuse a column given two roles that exclude each other, naming both fields."""
+    roles: dict[str, list[str]] = {}
+
+    def add(fieldname: str, columns: Columns | None) -> None:
+        for col in [columns] if isinstance(columns, str) else columns or []:
+            roles.setdefault(col, []).append(fieldname)
+
+    add("target", model.target)
+    add("date_column", model.date_column)
+    add("numeric_features", model.numeric_features)
+    add("categorical_features", model.categorical_features)
+    add("cost_column", model.cost_column)
+    add("event_key", list(key_parts))
+    exclusive = {
+        "target": {"date_column", "numeric_features", "categorical_features", "cost_column"},
+        "date_column": {"numeric_features", "categorical_features", "cost_column"},
+        "numeric_features": {"categorical_features"},
+        "cost_column": {"categorical_features", "event_key"},
+    }
+    fixes = {
+        "target": "the target is what models predict and cannot be one of their inputs",
+        "date_column": "the date column partitions the data; derive a feature such as weekday "
+        "under another name",
+    }
+    for col, fields_ in roles.items():
+        for first in fields_:
+            clash = [f for f in fields_ if f in exclusive.get(first, set())]
+            if clash:
+                second = clash[0]
+                fix = fixes.get(first, "a column has one kind; keep it in the field that fits")
+                raise SpecError(
+                    f"dataset spec: column {col!r} is listed in both '{first}' and '{second}'; "
+                    f"remove it from one of them ({fix})"
+                )
+        if len(fields_) != len(set(fields_)):
+            raise SpecError(
+                f"dataset spec field '{fields_[0]}' lists column {col!r} twice; list it once"
+            )
+    if model.target in key_parts:
         raise SpecError(
-            f"dataset spec field '{where}{key}' must be an integer >= {lo}, got {value!r}"
+            f"dataset spec: column {model.target!r} is listed in both 'target' and 'event_key'; "
+            "the key identifies a row and cannot be the outcome"
         )
-    return value
 
 
 def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     """Build a DatasetSpec from a parsed YAML mapping (no source access)."""
     if not isinstance(raw, dict):
-        raise SpecError("dataset spec must be a YAML mapping")
-    src_raw = _require(raw, "source")
-    if not isinstance(src_raw, dict):
-        raise SpecError("dataset spec field 'source' must be a mapping")
-    kind = _require(src_raw, "kind", "source.")
-    if kind not in SOURCE_KINDS:
-        raise SpecError(
-            f"dataset spec field 'source.kind' is {kind!r}; "
-            f"known sources: {', '.join(SOURCE_KINDS)}"
-        )
+        raise SpecError("dataset spec must be a YAML mapping of fields (name, date_column, ...)")
+    try:
+        model = SpecModel.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError("; ".join(_explain(e) for e in exc.errors())) from exc
+    src = model.source
     path = None
-    if kind != "simulator":
-        path = Path(_require(src_raw, "path", "source."))
+    if src.kind != "simulator":
+        if not src.path:
+            raise SpecError(
+                f"dataset spec field 'source.path' is required for a {src.kind} source; "
+                "name the file (relative to the spec's folder or absolute)"
+            )
+        path = Path(src.path)
         if not path.is_absolute():
             path = (base_dir / path).resolve()
         if not path.exists():
-            raise SpecError(f"dataset spec field 'source.path': file {path} does not exist")
-    table = src_raw.get("table")
-    if kind == "duckdb":
-        table = validate_column(_require(src_raw, "table", "source."), "source.table")
-    source = SourceSpec(
-        kind=kind, path=path, table=table, options=dict(src_raw.get("options") or {})
-    )
-
-    tr_raw = raw.get("training") or {}
-    cadence = tr_raw.get("cadence", "weekly")
-    if cadence not in CADENCES:
-        raise SpecError(f"dataset spec field 'training.cadence' must be one of {CADENCES}")
-    metric = tr_raw.get("metric", "wape")
-    if metric not in METRICS:
-        raise SpecError(f"dataset spec field 'training.metric' must be one of {METRICS}")
+            raise SpecError(
+                f"dataset spec field 'source.path': file {path} does not exist; "
+                "fix the path (relative paths start at the spec's folder)"
+            )
+    table = None
+    if src.kind == "duckdb":
+        if not src.table:
+            raise SpecError(
+                "dataset spec field 'source.table' is required for a duckdb source; "
+                "name the table that holds one row per event"
+            )
+        table = validate_column(src.table, "source.table")
+    source = SourceSpec(kind=src.kind, path=path, table=table, options=dict(src.options))
+    t = model.training
     training = TrainingSpec(
-        cadence=cadence,
-        train_days=_int(tr_raw, "train_days", 28, 1, "training."),
-        holdout_days=_int(tr_raw, "holdout_days", 7, 1, "training."),
-        metric=metric,
-        max_train_rows=_int(tr_raw, "max_train_rows", 200_000, 100, "training."),
-        baseline_margin=float(tr_raw.get("baseline_margin", 0.05)),
+        cadence=t.cadence,
+        train_days=t.train_days,
+        holdout_days=t.holdout_days,
+        metric=t.metric,
+        max_train_rows=t.max_train_rows,
+        baseline_margin=t.baseline_margin,
     )
-    try:
-        start = date.fromisoformat(str(_require(raw, "start_date")))
-    except ValueError as exc:
-        raise SpecError("dataset spec field 'start_date' must be an ISO date") from exc
-
-    categorical = _names(raw, "categorical_features", required=False)
-    numeric = _names(raw, "numeric_features", required=False)
+    key_parts = _names(model.event_key, "event_key", required=True)
+    _two_roles(model, key_parts)
+    categorical = _names(model.categorical_features, "categorical_features")
+    numeric = _names(model.numeric_features, "numeric_features")
     if not categorical and not numeric:
-        raise SpecError("dataset spec needs 'numeric_features' or 'categorical_features'")
-    segment = validate_column(
-        raw.get("segment_column") or (categorical or numeric)[0], "segment_column"
-    )
-    cost = raw.get("cost_column")
+        raise SpecError(
+            "dataset spec needs 'numeric_features' or 'categorical_features': list the columns "
+            "models learn from"
+        )
+    date_column = validate_column(model.date_column, "date_column")
+    if date_column in key_parts and len(key_parts) == 1:
+        raise SpecError(
+            f"dataset spec field 'event_key': {date_column!r} is the date column and alone cannot "
+            f"identify a row; add the columns that do, e.g. event_key: [{date_column}, hour]"
+        )
+    segment = validate_column(model.segment_column or (categorical or numeric)[0], "segment_column")
+    key = key_parts[0] if len(key_parts) == 1 else derived_key_name(key_parts)
     spec = DatasetSpec(
-        name=str(_require(raw, "name")),
-        event_noun=str(raw.get("event_noun", "event")),
-        outcome_noun=str(raw.get("outcome_noun", "outcome")),
-        description=str(raw.get("description", "")).strip(),
-        start_date=start,
-        date_column=validate_column(_require(raw, "date_column"), "date_column"),
-        event_key=validate_column(_require(raw, "event_key"), "event_key"),
-        serving_keys=_names(raw, "serving_keys"),
-        target=validate_column(_require(raw, "target"), "target"),
+        name=model.name,
+        event_noun=model.event_noun,
+        outcome_noun=model.outcome_noun,
+        description=model.description.strip(),
+        start_date=model.start_date,
+        date_column=date_column,
+        event_key=key,
+        event_key_columns=key_parts,
+        serving_keys=_names(model.serving_keys, "serving_keys", required=True),
+        target=validate_column(model.target, "target"),
         numeric_features=numeric,
         categorical_features=categorical,
         segment_column=segment,
-        history_keys=_names(raw, "history_keys", required=False),
-        history_days=_int(raw, "history_days", 28, 1),
-        label_lag_days=_int(raw, "label_lag_days", 2, 0),
+        history_keys=_names(model.history_keys, "history_keys"),
+        history_days=model.history_days,
+        label_lag_days=model.label_lag_days,
         source=source,
         training=training,
-        cost_column=validate_column(cost, "cost_column") if cost else None,
-        monitored_features=_names(raw, "monitored_features", required=False),
+        cost_column=validate_column(model.cost_column, "cost_column")
+        if model.cost_column
+        else None,
+        monitored_features=_names(model.monitored_features, "monitored_features"),
     )
-    for key in spec.serving_keys + spec.history_keys:
-        if key not in spec.categorical_features:
+    for k in spec.serving_keys + spec.history_keys:
+        if k not in spec.categorical_features:
             raise SpecError(
-                f"dataset spec: key column {key!r} (serving_keys/history_keys) must also be "
-                "listed in 'categorical_features'"
+                f"dataset spec: key column {k!r} (serving_keys/history_keys) must also be "
+                "listed in 'categorical_features'; add it there"
             )
     if segment not in spec.categorical_features:
-        raise SpecError(f"dataset spec field 'segment_column': {segment!r} must be categorical")
+        raise SpecError(
+            f"dataset spec field 'segment_column': {segment!r} must be categorical; name a "
+            "column of 'categorical_features'"
+        )
     return spec
 
 
@@ -253,8 +468,8 @@ def check_source_location(spec: DatasetSpec, data_dir: Path) -> None:
 def load_spec(
     path: str | Path, validate_source: bool = True, data_dir: Path | None = None
 ) -> DatasetSpec:
-    """Load a spec file and check it against its source's columns and types and, given the
-    data folder, refuse a source inside an environment's folder."""
+    """Load a spec file and check it against its source's columns and types (on every row)
+    and, given the data folder, refuse a source inside an environment's folder."""
     path = Path(path)
     if not path.exists():
         raise SpecError(f"dataset spec file {path} does not exist (MLOPS_DATASET)")
@@ -267,11 +482,21 @@ def load_spec(
     if data_dir is not None:
         check_source_location(spec, data_dir)
     if validate_source:
-        from mlops_assets.storage.sources import source_schema
-
-        check_columns(spec, source_schema(spec))
+        try:
+            schema = source_schema(spec)
+        except SourceReadError as exc:
+            raise SpecError(str(exc)) from exc
+        check_columns(spec, schema)
     check_monitored(spec)
     return spec
+
+
+def source_days(spec: DatasetSpec) -> tuple[date, date] | None:
+    """The first and last day a file or table source holds (None for the simulator)."""
+    try:
+        return source_date_range(spec)
+    except SourceReadError as exc:
+        raise SpecError(str(exc)) from exc
 
 
 def check_monitored(spec: DatasetSpec) -> None:
@@ -280,36 +505,46 @@ def check_monitored(spec: DatasetSpec) -> None:
         if col not in spec.raw_feature_columns:
             raise SpecError(
                 f"dataset spec field 'monitored_features': {col!r} is not a numeric or "
-                "categorical feature"
+                "categorical feature; list it in one of them or drop it here"
             )
 
 
 def check_columns(spec: DatasetSpec, schema: dict[str, str]) -> None:
     """Refuse a source whose columns do not match the spec, naming the spec field at fault."""
-    fields = {
+    fields_ = {
         "date_column": [spec.date_column],
-        "event_key": [spec.event_key],
+        "event_key": list(spec.key_columns),
         "target": [spec.target],
         "numeric_features": list(spec.numeric_features),
         "categorical_features": list(spec.categorical_features),
         "cost_column": [spec.cost_column] if spec.cost_column else [],
     }
-    for field_name, columns in fields.items():
+    for field_name, columns in fields_.items():
         for col in columns:
             if col not in schema:
                 raise SpecError(
                     f"dataset spec field '{field_name}' names column {col!r}, which the source "
-                    f"does not have (it has: {', '.join(sorted(schema))})"
+                    f"does not have (it has: {', '.join(sorted(schema))}); fix the name"
                 )
+    if spec.composite_key and spec.event_key in schema:
+        raise SpecError(
+            f"dataset spec field 'event_key': the composite key {spec.key_description} is "
+            f"stored as column {spec.event_key!r}, which the source already has; use that "
+            "column as the key or rename it in the source"
+        )
     for field_name in ("numeric_features", "target", "cost_column"):
-        for col in fields[field_name]:
+        for col in fields_[field_name]:
             if schema[col] != NUMERIC:
+                bad = first_bad_value(spec, col)
+                where = f" (first value that is not a number: {bad})" if bad else ""
                 raise SpecError(
                     f"dataset spec field '{field_name}': column {col!r} must be numeric but the "
-                    f"source has it as {schema[col]}"
+                    f"source has it as {schema[col]}{where}; fix the values or list it in "
+                    "'categorical_features'"
                 )
     if schema[spec.date_column] != DATE:
         raise SpecError(
             f"dataset spec field 'date_column': column {spec.date_column!r} must be a date but "
-            f"the source has it as {schema[spec.date_column]}"
+            f"the source has it as {schema[spec.date_column]}; name a column of ISO dates or "
+            "timestamps"
         )

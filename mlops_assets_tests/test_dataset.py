@@ -99,12 +99,12 @@ def test_missing_column_names_the_field(tmp_path: Path, field: str, value: Any) 
 
 
 def test_string_column_as_numeric_feature_names_the_field(tmp_path: Path, shop_csv: Path) -> None:
-    raw = csv_spec(shop_csv, numeric_features=["price", "store"])
+    raw = csv_spec(shop_csv, numeric_features=["price", "order_id"])
     with pytest.raises(SpecError) as err:
         load_spec(write_yaml(tmp_path / "shop.yaml", raw))
     message = str(err.value)
     assert "field 'numeric_features'" in message
-    assert "'store'" in message
+    assert "'order_id'" in message
     assert "must be numeric" in message
 
 
@@ -115,7 +115,7 @@ def test_string_target_names_the_field(tmp_path: Path, shop_csv: Path) -> None:
 
 
 def test_non_date_date_column_names_the_field(tmp_path: Path, shop_csv: Path) -> None:
-    raw = csv_spec(shop_csv, date_column="store", event_key="order_id")
+    raw = csv_spec(shop_csv, date_column="order_id", event_key="store")
     with pytest.raises(SpecError, match="field 'date_column'"):
         load_spec(write_yaml(tmp_path / "shop.yaml", raw))
 

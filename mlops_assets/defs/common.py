@@ -6,7 +6,7 @@ import hashlib
 import importlib.util
 import inspect
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -97,7 +97,20 @@ class Project:
 def _project(env: str, data_dir: str, dataset: str, as_of: datetime | None) -> Project:
     settings = load_settings(env, data_dir, dataset)
     spec = load_spec(settings.dataset_path, data_dir=settings.data_dir)
-    return Project(settings=settings, spec=spec)
+    return Project(settings=clock_from_data(settings, spec), spec=spec)
+
+
+def clock_from_data(settings: Settings, spec: DatasetSpec) -> Settings:
+    """For a file or table source without MLOPS_AS_OF, the pipeline's clock is midnight after
+    the source's last day: the data, not the wall clock, says what has happened."""
+    from dataclasses import replace
+
+    from mlops_assets.dataset import source_days
+
+    if settings.as_of is not None or spec.source.kind == "simulator":
+        return settings
+    _first, last = source_days(spec)
+    return replace(settings, as_of=datetime.combine(last + timedelta(days=1), time()))
 
 
 def project() -> Project:

@@ -61,6 +61,35 @@ def require_day_ended(spec: DatasetSpec, day: date, now: datetime) -> None:
         )
 
 
+# A target beyond this is no observation but a broken value (1e308 overflows every sum).
+MAX_ABS_TARGET = 1e15
+
+
+def _two_rows(spec: DatasetSpec, frame: pl.DataFrame, duplicated: pl.Expr) -> str:
+    """Two rows sharing a key, as text, for an error message."""
+    shown = [*spec.key_columns, spec.date_column]
+    cols = list(dict.fromkeys(c for c in shown if c in frame.columns))
+    rows = frame.filter(duplicated).sort(spec.event_key).head(2).select(cols).to_dicts()
+    return " and ".join(str({k: str(v) for k, v in r.items()}) for r in rows)
+
+
+def _unique_per_day(spec: DatasetSpec, frame: pl.DataFrame, what: str) -> None:
+    if spec.event_key not in frame.columns:
+        return
+    duplicated = pl.col(spec.event_key).is_duplicated()
+    dupes = frame.height - frame[spec.event_key].n_unique()
+    if dupes:
+        fix = (
+            "fix the source or name the columns that identify a row, e.g. "
+            f"event_key: [{spec.date_column}, ...]"
+        )
+        raise DataContractError(
+            f"{what}: {dupes} duplicate {spec.key_description} values; each row's "
+            f"{spec.key_description} must be unique; two of them: "
+            f"{_two_rows(spec, frame, duplicated)}; {fix}"
+        )
+
+
 def validate_events(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
     """Refuse a day of events that would poison everything downstream, naming the problem."""
     what = f"{spec.event_noun}s of {day}"
@@ -72,21 +101,46 @@ def validate_events(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.Dat
     dates = frame[spec.date_column].cast(pl.Date).unique().to_list()
     if dates != [day]:
         raise DataContractError(f"{what}: rows dated {sorted(map(str, dates))} outside the day")
+    _unique_per_day(spec, frame, what)
     return frame.with_columns(pl.col(spec.date_column).cast(pl.Date))
 
 
 def validate_outcomes(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Refuse a day of outcomes that is empty, holds a missing, NaN, negative, infinite or
+    absurd target (beyond ``MAX_ABS_TARGET``), or repeats a key."""
     what = f"{spec.outcome_noun} of {day}"
+    if frame.is_empty():
+        raise DataContractError(f"{what}: the source returned no rows (empty day)")
     target = pl.col(spec.target)
-    bad = frame.filter(target.is_null() | target.is_nan() | (target < 0)).height
-    if bad:
+    broken = (
+        target.is_null()
+        | target.is_nan()
+        | (target < 0)
+        | target.is_infinite()
+        | (target > MAX_ABS_TARGET)
+    )
+    bad = frame.filter(broken)
+    if bad.height:
+        example = bad.head(1).row(0, named=True)
         raise DataContractError(
-            f"{what}: {bad} of {frame.height} rows have a missing, NaN or negative {spec.target!r}"
+            f"{what}: {bad.height} of {frame.height} rows have a missing, NaN or negative "
+            f"{spec.target!r}, or one that is infinite or above {MAX_ABS_TARGET:g} (e.g. "
+            f"{spec.event_key} {example[spec.event_key]!r}: {example[spec.target]!r}); "
+            "fix the source's values for the day"
         )
-    dupes = frame.height - frame[spec.event_key].n_unique()
-    if dupes:
-        raise DataContractError(f"{what}: {dupes} duplicate {spec.event_key!r} values")
+    _unique_per_day(spec, frame, what)
     return frame
+
+
+def validate_day(
+    spec: DatasetSpec, day: date, events: pl.DataFrame, outcomes: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The contract of one source day, the same for both source assets: its events and, when
+    given, its outcomes. A day refused by one is refused by the other, so neither stores it."""
+    events = validate_events(spec, events, day)
+    if outcomes is not None:
+        outcomes = validate_outcomes(spec, outcomes, day)
+    return events, outcomes
 
 
 def outcome_stats(spec: DatasetSpec, events: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
@@ -97,10 +151,14 @@ def outcome_stats(spec: DatasetSpec, events: pl.DataFrame, outcomes: pl.DataFram
     dupes = events.filter(key.is_duplicated())
     if dupes.height:
         days = sorted(str(d) for d in dupes[spec.date_column].cast(pl.Date).unique())
+        shown = ", ".join(days[:5]) + (f" and {len(days) - 5} more days" if len(days) > 5 else "")
         raise DataContractError(
-            f"{spec.event_noun}s of {', '.join(days)} hold {dupes[spec.event_key].n_unique()} "
-            f"duplicate {spec.event_key!r} values; their {spec.outcome_noun} would count more "
-            "than once in the history statistics"
+            f"{spec.event_noun}s of {shown} hold {dupes[spec.event_key].n_unique()} "
+            f"duplicate {spec.key_description} values; their {spec.outcome_noun} would count "
+            f"more than once in the history statistics. {spec.key_description} must be unique "
+            f"across days; two of them: {_two_rows(spec, events, key.is_duplicated())}; if it "
+            f"is unique only within a day, add the date: event_key: "
+            f"[{spec.date_column}, {', '.join(spec.key_columns)}]"
         )
     joined = events.select(spec.event_key, *spec.history_keys).join(
         outcomes.select(spec.event_key, spec.date_column, spec.target), on=spec.event_key

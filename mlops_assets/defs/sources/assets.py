@@ -16,6 +16,41 @@ from mlops_assets.defs.common import (
 )
 
 OWNERS = ["team:data-engineering"]
+# The failure of a range run names its bad days here (day -> reason), so a runner can run the
+# other days again without them.
+FAILED_DAYS = "failed_days"
+
+
+def each_day(spec, days, read) -> Frame:
+    """``read`` every day of the range; every day that breaks the contract is named with its
+    reason, and then the whole run fails before anything is stored (a good day never replaces
+    a bad day's rows, nor a bad day a good day's)."""
+    import polars as pl
+
+    from mlops_assets.ml.features import DataContractError
+    from mlops_assets.storage.sources import OutcomesNotLanded, SourceReadError
+
+    frames, failed = [], {}
+    for day in days:
+        try:
+            frames.append(read(day))
+        except (DataContractError, SourceReadError, OutcomesNotLanded) as exc:
+            failed[day.isoformat()] = str(exc)
+    if not failed:
+        return pl.concat(frames)
+    if len(days) == 1:
+        description = next(iter(failed.values()))
+    else:
+        description = (
+            f"{len(failed)} of {len(days)} days break the {spec.name} contract; nothing is "
+            "stored (run the other days without them): "
+            + "; ".join(f"{day}: {reason}" for day, reason in failed.items())
+        )
+    raise dg.Failure(
+        description=description,
+        metadata={FAILED_DAYS: dg.MetadataValue.json(failed)},
+        allow_retries=False,
+    )
 
 
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
@@ -42,19 +77,18 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def raw_events(context: dg.AssetExecutionContext) -> Frame:
-        import polars as pl
-
-        from mlops_assets.ml.features import DataContractError, require_day_ended, validate_events
-        from mlops_assets.storage.sources import SourceReadError, read_events
+        from mlops_assets.storage.sources import read_day
 
         now = p.settings.now()
-        try:
-            days = partition_days(context)
-            for day in days:
-                require_day_ended(spec, day, now)
-            return pl.concat([validate_events(spec, read_events(spec, day), day) for day in days])
-        except (DataContractError, SourceReadError) as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+        def day_events(day):
+            from mlops_assets.ml.features import require_day_ended, validate_day
+
+            require_day_ended(spec, day, now)
+            events, outcomes = read_day(spec, day)
+            return validate_day(spec, day, events, outcomes)[0]
+
+        return each_day(spec, partition_days(context), day_events)
 
     @dg.asset(
         name="raw_outcomes",
@@ -75,21 +109,17 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     )
     def raw_outcomes(context: dg.AssetExecutionContext) -> Frame:
-        import polars as pl
-
-        from mlops_assets.ml.features import DataContractError, validate_outcomes
-        from mlops_assets.storage.sources import OutcomesNotLanded, SourceReadError, read_outcomes
+        from mlops_assets.storage.sources import read_events, read_outcomes
 
         now = p.settings.now()
-        try:
-            return pl.concat(
-                [
-                    validate_outcomes(spec, read_outcomes(spec, day, now), day)
-                    for day in partition_days(context)
-                ]
-            )
-        except (OutcomesNotLanded, DataContractError, SourceReadError) as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+        def day_outcomes(day):
+            from mlops_assets.ml.features import validate_day
+
+            outcomes = read_outcomes(spec, day, now)
+            return validate_day(spec, day, read_events(spec, day), outcomes)[1]
+
+        return each_day(spec, partition_days(context), day_outcomes)
 
     return [raw_events, raw_outcomes]
 
