@@ -171,6 +171,26 @@ class _Plain:
         print(f"  {message}", flush=True)
 
 
+def cmd_spec_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_assets.scaffold import ScaffoldError, draft, render
+
+    out = Path(args.out) if args.out else None
+    try:
+        text = render(draft(Path(args.source), args.target), out.parent if out else None)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}; check it, then: MLOPS_DATASET={out} mlops-assets demo")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlops_assets.serving.server import serve_from_args
 
@@ -452,6 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
         "challenge)",
     )
     demo.set_defaults(func=cmd_demo)
+    spec = sub.add_parser("spec", help="dataset spec tools").add_subparsers(
+        dest="spec_command", required=True
+    )
+    init = spec.add_parser("init", help="write a draft dataset spec from a CSV or Parquet file")
+    init.add_argument("--source", required=True, help="the CSV or Parquet file")
+    init.add_argument("--target", help="the numeric column to predict")
+    init.add_argument("--out", help="where to write the spec (default: standard output)")
+    init.set_defaults(func=cmd_spec_init)
     from mlops_assets.serving.server import add_arguments
 
     serve = add_arguments(

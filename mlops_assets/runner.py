@@ -46,6 +46,8 @@ class RunSummary:
     partitions: dict[str, int] = field(default_factory=dict)
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    # Days a source asset refused (ISO day -> reason); the other days of their ranges ran.
+    failed_days: dict[str, str] = field(default_factory=dict)
 
     def add(self, result: dg.ExecuteInProcessResult, label: str) -> None:
         self.runs += 1
@@ -289,6 +291,20 @@ def _contiguous(days: list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
+def failed_days(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """The days a range run's source assets refused (ISO day -> reason), from its failures."""
+    from mlops_assets.defs.sources.assets import FAILED_DAYS
+
+    days: dict[str, str] = {}
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data.user_failure_data
+        entry = (data.metadata or {}).get(FAILED_DAYS) if data is not None else None
+        if entry is not None:
+            for day, reason in entry.value.items():
+                days.setdefault(day, reason)
+    return days
+
+
 def range_tags(first: date, last: date) -> dict[str, str]:
     return {
         ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
@@ -362,13 +378,25 @@ def run_days(
 
     summary = summary or RunSummary()
     job = defs.resolve_job_def(DAILY_JOB)
-    batches = day_batches(settings, days)
-    for (first, last), names in batches:
+    pending = list(day_batches(settings, days))
+    while pending:
+        (first, last), names = pending.pop(0)
         result = _execute(
             job, instance, range_tags(first, last), asset_selection=[dg.AssetKey(n) for n in names]
         )
         label = f"{first}..{last}"
         summary.add(result, label)
+        bad = failed_days(result)
+        if bad:
+            summary.failed_days.update(bad)
+            for day, reason in sorted(bad.items()):
+                progress(f"daily assets {day}: FAILED ({reason})")
+            span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+            rest = [d for d in span if d.isoformat() not in bad]
+            # One bad day costs one day: the other days of the range run again without it.
+            if first != last:
+                pending[:0] = [(r, names) for r in _contiguous(rest)]
+            continue
         state = "ok" if result.success else "FAILED"
         progress(f"daily assets {label}: {state} ({', '.join(names)})")
     online = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey("online_features")])

@@ -354,19 +354,20 @@ def test_outcomes_that_have_not_landed_are_refused(pipeline: Pipeline) -> None:
     assert pipeline.rows("raw_outcomes").is_empty()
 
 
-def test_duplicate_keys_fail_the_blocking_unique_check(make_pipeline) -> None:
+def test_duplicate_keys_fail_both_source_assets_of_the_day(make_pipeline) -> None:
+    """Duplicated keys are refused where they enter, by both source assets of the day (the
+    blocking unique-key check on features stays as the last line), naming two of the rows."""
     day = date(2025, 3, 10)
     p = make_pipeline(incidents=[{"kind": "duplicate_keys", "date": day.isoformat()}])
     result = p.materialize(day, ["raw_events", "raw_outcomes", "features", "labeled_examples"])
-    check = check_evaluations(result)[UNIQUE_KEYS]
-    assert not check.passed
-    assert check.severity == dg.AssetCheckSeverity.ERROR
-    assert check.metadata["observed"].value == SMALL_AIRINGS_PER_DAY // 10
-    assert check.metadata["threshold"].value == 0
-    # The blocking check stops labeled examples from being built on duplicated rows.
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "labeled_examples" not in materialized
-    assert p.rows("labeled_examples").is_empty()
+    assert not result.success
+    assert set(result.get_failed_step_keys()) == {"raw_events", "raw_outcomes"}
+    text = failure_messages(result)
+    assert f"of {day}: {SMALL_AIRINGS_PER_DAY // 10} duplicate 'airing_id' values" in text, text
+    assert "two of them: {'airing_id':" in text, text
+    assert "event_key: [air_date, ...]" in text, text
+    for table in ("raw_events", "raw_outcomes", "features", "labeled_examples"):
+        assert p.rows(table).is_empty(), table
 
 
 def test_null_storm_day_fails_the_check_inside_a_range(make_pipeline) -> None:

@@ -79,5 +79,62 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
                 # partition: no rows yet, with the table's columns.
                 return self.warehouse.read(table, column, date.min, date.min)
             start, end = _window(context)
-            return self.warehouse.read(table, column, start, end)
+            frame = self.warehouse.read(table, column, start, end)
+            _name_failed_upstream(context, frame, column)
+            return frame
         return self.warehouse.read(table)
+
+
+def _failure_reason(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str | None:
+    """Why the latest attempt at ``partition`` of ``key`` failed, or None if it did not."""
+    planned = instance.get_latest_planned_materialization_info(key, partition)
+    if planned is None:
+        return None
+    reasons = []
+    for record in instance.all_logs(planned.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = record.dagster_event
+        if event is None or event.step_key != key.path[-1]:
+            continue
+        data = event.step_failure_data.user_failure_data
+        days = (data.metadata or {}).get("failed_days") if data is not None else None
+        if days is not None and partition[:10] in days.value:
+            return days.value[partition[:10]]
+        if data is not None and data.description:
+            reasons.append(data.description)
+        elif event.step_failure_data.error is not None:
+            reasons.append(event.step_failure_data.error.message.strip())
+    return reasons[0] if reasons else "its run failed"
+
+
+def _name_failed_upstream(context: dg.InputContext, frame: pl.DataFrame, column: str) -> None:
+    """A step that reads its own days of an upstream asset (not a history window) fails naming
+    each of those days the upstream asset failed to store, with the upstream failure's reason,
+    rather than computing on missing rows."""
+    import polars as pl
+
+    step = context.step_context
+    if not step.has_partitions or step.partition_time_window != context.asset_partitions_time_window:
+        return
+    present = (
+        {str(d) for d in frame[column].cast(pl.Date).unique().to_list()}
+        if column in frame.columns
+        else set()
+    )
+    missing = [k for k in context.asset_partition_keys if k[:10] not in present]
+    if not missing:
+        return
+    statuses = context.instance.get_status_by_partition(
+        context.asset_key, missing, context.asset_partitions_def
+    ) or {}
+    name = context.asset_key.to_user_string()
+    failed = []
+    for key in missing:
+        if statuses.get(key) == dg.AssetPartitionStatus.FAILED:
+            reason = _failure_reason(context.instance, context.asset_key, key)
+            failed.append(f"upstream partition {key} of {name} failed: {reason}")
+    if failed:
+        raise dg.Failure(
+            description="; ".join(failed)
+            + f" (materialize {name} for those days again once its source is fixed)",
+            allow_retries=False,
+        )

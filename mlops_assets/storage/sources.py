@@ -241,6 +241,9 @@ def _file_day(spec: DatasetSpec, day: date) -> pl.DataFrame:
         frame = pl.scan_parquet(spec.source.path).filter(col.cast(pl.Date) == day).collect()
     else:
         frame = _duckdb_table(spec).filter(pl.col(spec.date_column).cast(pl.Date) == day)
+    # A category may be stored as numbers (a 0/1 flag); the pipeline reads it as text.
+    categories = [c for c in spec.categorical_features if c in frame.columns]
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in categories)
     return with_key(spec, frame)
 
 

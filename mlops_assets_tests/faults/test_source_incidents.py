@@ -132,11 +132,13 @@ def test_duplicate_keys_are_kept_from_history_and_models(world: World) -> None:
     result = feed(world, small_spec(incidents=[incident]), day)
     assert not result.success
     # Without the guard the duplicated airings' visits were counted twice in outcome_stats, the
-    # history that every later day's features (and so every model) read.
-    assert failed_steps(result) == {"outcome_stats"}
+    # history that every later day's features (and so every model) read. Both source assets
+    # refuse the day, so neither stores it.
+    assert failed_steps(result) == {"raw_events", "raw_outcomes"}
     text = failure_messages(result)
-    assert f"of {day} hold {AIRINGS_PER_DAY // 10} duplicate 'airing_id' values" in text, text
-    assert world.read("outcome_stats", day).is_empty()
+    assert f"of {day}: {AIRINGS_PER_DAY // 10} duplicate 'airing_id' values" in text, text
+    for table in ("raw_events", "raw_outcomes", "outcome_stats"):
+        assert world.read(table, day).is_empty(), table
     assert_reaches_no_model(world, day)
     assert_nothing_lost(world, before, day)
 
@@ -207,8 +209,8 @@ def _on_day(day: date, **values: pl.Expr) -> Callable[[pl.DataFrame, date], pl.D
             "raw_events",
             [
                 "csv source",
-                "cannot be read for 2025-02-10: could not parse `n/a` as dtype `f64`",
-                "at column 'spend'",
+                "cannot be read for 2025-02-10: line ",
+                "column 'spend' holds 'n/a', which is not a number",
             ],
         ),
         (
@@ -307,7 +309,7 @@ def test_all_null_column_in_a_csv_fails_the_null_share_check(
     assert_nothing_lost(world, before, day)
 
 
-def test_duplicate_keys_in_a_csv_stop_outcomes_and_features(
+def test_duplicate_keys_in_a_csv_stop_both_sources_and_features(
     world: World, source: pl.DataFrame
 ) -> None:
     day = date(2025, 2, 13)
@@ -316,10 +318,12 @@ def test_duplicate_keys_in_a_csv_stop_outcomes_and_features(
     path = write_csv(world, pl.concat([source, repeated]).sort("air_date"), "duplicates")
     result = feed(world, csv_spec(path), day)
     assert not result.success
-    assert failed_steps(result) == {"raw_outcomes"}
+    assert failed_steps(result) == {"raw_events", "raw_outcomes"}
     text = failure_messages(result)
-    assert f"visits of {day}: 7 duplicate 'airing_id' values" in text, text
-    for table in ("raw_outcomes", "outcome_stats"):
+    # Each source asset names the day, the key and two of the offending rows.
+    assert text.count(f"airings of {day}: 7 duplicate 'airing_id' values") == 2, text
+    assert "two of them: {'airing_id':" in text, text
+    for table in ("raw_events", "raw_outcomes", "outcome_stats"):
         assert world.read(table, day).is_empty(), table
     assert_reaches_no_model(world, day)
     assert_nothing_lost(world, before, day)
