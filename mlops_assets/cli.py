@@ -80,14 +80,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = ensure_instance(settings)
     from mlops_assets.definitions import defs
 
+    from mlops_assets.dataset import source_days
+
     console = Console(highlight=False, soft_wrap=True)
     today = settings.today()
     days = [today - timedelta(days=n) for n in range(args.days, 0, -1)]
+    held = source_days(p.spec)
+    if held is not None:
+        days = [d for d in days if held[0] <= d <= held[1]]
+        if not days:
+            print(
+                f"error: the source holds {held[0]}..{held[1]}, none of the {args.days} days "
+                f"before the clock ({today}); unset MLOPS_AS_OF or set it inside that range",
+                file=sys.stderr,
+            )
+            return 2
     print(
         f"mlops-assets demo: env={settings.env} dataset={p.spec.name} "
         f"days={days[0]}..{days[-1]} data={settings.env_dir}",
         flush=True,
     )
+    if held is not None:
+        print(
+            f"  source: {p.spec.source.path} holds {held[0]}..{held[1]} "
+            f"({(held[1] - held[0]).days + 1} days); clock {settings.now():%Y-%m-%d %H:%M}"
+            + ("" if len(days) == args.days else f"; running its {len(days)} days before it"),
+            flush=True,
+        )
 
     def stage(title: str, total: int | None):
         if args.verbose:
@@ -121,10 +140,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 if needed is not None
                 else "no training date has ended yet"
             )
+            if held is not None and needed is not None:
+                advice += (
+                    f"; the source holds {(held[1] - held[0]).days + 1} days "
+                    f"({held[0]}..{held[1]}), so shorten training.train_days or "
+                    "training.holdout_days in the spec, or add days to the source"
+                )
             print(f"  no training: {args.days} days are too few for a champion ({advice})")
         served_from = first_champion_day(settings)
         if served_from is not None:
-            served = [d for d in days if d >= served_from]
+            # A day a source refused has nothing to score: its neighbours run without it.
+            served = [
+                d for d in days if d >= served_from and d.isoformat() not in summary.failed_days
+            ]
             with stage("scoring", scoring_batches(served, args.drift_days)) as progress:
                 run_scoring(defs, instance, served, progress, summary, drift_days=args.drift_days)
             with stage("business metrics", metric_batches(settings, served)) as progress:
@@ -139,6 +167,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for asset, count in sorted(summary.partitions.items()):
         rows = wh.query(f'SELECT count(*) AS n FROM "{settings.schema}"."{asset}"')["n"][0]
         print(f"  {asset:<22} {count:>4} partitions materialized, {rows:>9,} rows in warehouse")
+    for day, reason in sorted(summary.failed_days.items())[:10]:
+        print(f"    failed day: {day}: {reason}")
     print(f"  checks: {summary.checks_passed} passed, {len(summary.checks_failed)} failed")
     for failed in summary.checks_failed[:10]:
         print(f"    failed: {failed}")
