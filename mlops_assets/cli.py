@@ -78,9 +78,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     p = project()
     settings = p.settings
     instance = ensure_instance(settings)
-    from mlops_assets.definitions import defs
-
     from mlops_assets.dataset import source_days
+    from mlops_assets.definitions import defs
 
     console = Console(highlight=False, soft_wrap=True)
     today = settings.today()

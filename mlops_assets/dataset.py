@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -153,7 +153,11 @@ def _explain(error: dict[str, Any]) -> str:
         parent = ".".join(str(p) for p in loc[:-1])
         known = list(_model_for(loc[:-1]).model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"did you mean '{'.'.join([parent, close[0]]) if parent else close[0]}'?" if close else ""
+        hint = (
+            f"did you mean '{'.'.join([parent, close[0]]) if parent else close[0]}'?"
+            if close
+            else ""
+        )
         where = f"'{parent}' " if parent else ""
         return (
             f"dataset spec field '{name}' is not a {where}spec field; {hint} "

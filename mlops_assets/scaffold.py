@@ -10,6 +10,7 @@ constant within each day (it drifts whenever the day changes).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -102,9 +103,7 @@ def _keys(frame: pl.DataFrame, date_col: str, skip: set[str]) -> list[list[str]]
     import polars as pl
 
     usable = [
-        c
-        for c, t in frame.schema.items()
-        if c not in skip and not t.is_float() and t != pl.Boolean
+        c for c, t in frame.schema.items() if c not in skip and not t.is_float() and t != pl.Boolean
     ]
     singles = [[c] for c in usable if c != date_col and _unique(frame, [c])]
     if singles:
@@ -113,7 +112,9 @@ def _keys(frame: pl.DataFrame, date_col: str, skip: set[str]) -> list[list[str]]
     pairs = [[date_col, c] for c in others if _unique(frame, [date_col, c])]
     if pairs:
         return pairs
-    return [[date_col, a, b] for a, b in combinations(others, 2) if _unique(frame, [date_col, a, b])]
+    return [
+        [date_col, a, b] for a, b in combinations(others, 2) if _unique(frame, [date_col, a, b])
+    ]
 
 
 def _leaks(frame: pl.DataFrame, target: str, numeric: list[str]) -> dict[str, str]:
@@ -182,11 +183,15 @@ def draft(path: Path, target: str | None = None, name: str | None = None) -> Dra
             continue
         top_share = values.value_counts(sort=True)["count"][0] / rows
         if top_share >= NEAR_CONSTANT_SHARE:
-            d.warnings.append(f"{col}: near-constant ({top_share:.1%} of rows hold one value), left out")
+            d.warnings.append(
+                f"{col}: near-constant ({top_share:.1%} of rows hold one value), left out"
+            )
             continue
         levels = values.n_unique()
         is_int = dtype.is_integer()
-        if dtype.is_numeric() and not (is_int and levels <= CATEGORICAL_INT_LEVELS and col not in key):
+        if dtype.is_numeric() and not (
+            is_int and levels <= CATEGORICAL_INT_LEVELS and col not in key
+        ):
             numeric_candidates.append(col)
         elif levels <= MAX_CATEGORICAL_LEVELS:
             d.categorical.append(col)
@@ -217,13 +222,8 @@ def render(d: Draft, spec_dir: Path | None = None) -> str:
     from mlops_assets.dataset import SCHEMA_PATH
 
     source = Path(d.source_path).resolve()
-    if spec_dir is not None:
-        try:
-            source_text = str(source.relative_to(spec_dir.resolve()))
-        except ValueError:
-            source_text = str(source)
-    else:
-        source_text = str(source)
+    # Relative to the spec's folder (which is where a spec's relative paths start).
+    source_text = os.path.relpath(source, spec_dir.resolve()) if spec_dir else str(source)
     w = d.window()
     segment = d.categorical[0]
     serving = list(d.categorical)
@@ -242,7 +242,7 @@ def render(d: Draft, spec_dir: Path | None = None) -> str:
         f"name: {scalar(d.name)}",
         "event_noun: event",
         "outcome_noun: outcome",
-        f"start_date: \"{d.first_day}\"",
+        f'start_date: "{d.first_day}"',
         f"date_column: {d.date_column}",
         "# Unique on every row (checked on the whole file).",
         f"event_key: {key}",

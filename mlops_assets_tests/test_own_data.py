@@ -94,7 +94,7 @@ def test_spec_init_csv_runs_through_the_demo_with_the_clock_from_the_data(tmp_pa
     # No MLOPS_AS_OF: the clock is midnight after the source's last day (2012-01-16).
     env = clean_env(MLOPS_DATA_DIR=str(tmp_path / "data"), MLOPS_DATASET=str(spec_path))
     demo = subprocess.run(
-        [sys.executable, "-m", "mlops_assets.cli", "demo", "--training-dates", "1"],
+        [sys.executable, "-m", "mlops_assets.cli", "demo"],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -111,7 +111,7 @@ def test_spec_init_csv_runs_through_the_demo_with_the_clock_from_the_data(tmp_pa
     assert events["date_hour_key"].n_unique() == events.height
     assert events["date_hour_key"][0].startswith("2012-01-")
     history = wh.read("champion_history")
-    assert history["champion_version"].drop_nulls().len() >= 1, history
+    assert history["to_version"].drop_nulls().len() >= 1, history
     predictions = wh.read("predictions")
     assert predictions.height > 0
     assert predictions["prediction"].is_finite().all()
@@ -239,7 +239,10 @@ def test_an_unknown_nested_field_is_refused_with_a_suggestion(
 @pytest.mark.parametrize(
     ("overrides", "fields"),
     [
-        ({"categorical_features": ["weather", "temp"]}, ("numeric_features", "categorical_features")),
+        (
+            {"categorical_features": ["weather", "temp"]},
+            ("numeric_features", "categorical_features"),
+        ),
         ({"numeric_features": ["hour", "temp", "cnt"]}, ("target", "numeric_features")),
         ({"categorical_features": ["weather", "date"]}, ("date_column", "categorical_features")),
     ],
@@ -258,7 +261,9 @@ def test_a_column_in_two_roles_names_both_fields(
 def test_a_wrong_value_names_the_field_and_the_choices(tmp_path: Path, bikes_csv: Path) -> None:
     raw = bikes_spec(bikes_csv)
     raw["training"]["metric"] = "mape"
-    with pytest.raises(SpecError, match=r"'training.metric' is 'mape'; use one of: wape, mae, rmse"):
+    with pytest.raises(
+        SpecError, match=r"'training.metric' is 'mape'; use one of: wape, mae, rmse"
+    ):
         load(tmp_path, raw)
     with pytest.raises(SpecError, match=r"'history_days': .*greater than or equal to 1, got 0"):
         load(tmp_path, bikes_spec(bikes_csv, history_days=0))
@@ -400,7 +405,7 @@ def test_a_bad_value_fails_its_own_day_of_a_range(
     result = p.materialize(RANGE[0], ["raw_events", "raw_outcomes"], last=RANGE[-1])
     assert not result.success
     text = failure_messages(result)
-    assert f"1 of 10 days break the bikes contract; nothing is stored" in text, text
+    assert "1 of 10 days break the bikes contract; nothing is stored" in text, text
     assert f"{BAD_DAY}: " in text and message in text, text
     if column == "temp":
         assert "line 53" in text, text  # header, 4 days x 12 hours, then the 4th row of the day

@@ -113,7 +113,10 @@ def _name_failed_upstream(context: dg.InputContext, frame: pl.DataFrame, column:
     import polars as pl
 
     step = context.step_context
-    if not step.has_partitions or step.partition_time_window != context.asset_partitions_time_window:
+    if (
+        not step.has_partitions
+        or step.partition_time_window != context.asset_partitions_time_window
+    ):
         return
     present = (
         {str(d) for d in frame[column].cast(pl.Date).unique().to_list()}
@@ -123,9 +126,12 @@ def _name_failed_upstream(context: dg.InputContext, frame: pl.DataFrame, column:
     missing = [k for k in context.asset_partition_keys if k[:10] not in present]
     if not missing:
         return
-    statuses = context.instance.get_status_by_partition(
-        context.asset_key, missing, context.asset_partitions_def
-    ) or {}
+    statuses = (
+        context.instance.get_status_by_partition(
+            context.asset_key, missing, context.asset_partitions_def
+        )
+        or {}
+    )
     name = context.asset_key.to_user_string()
     failed = []
     for key in missing:
