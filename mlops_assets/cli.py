@@ -133,19 +133,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 run_training(defs, instance, dates, progress, summary)
         else:
             needed = days_for_first_champion(settings)
-            advice = (
-                f"the training window needs {needed} days of data; "
-                f"try `mlops-assets demo --days {needed}`"
-                if needed is not None
-                else "no training date has ended yet"
+            holds = (
+                f"the source holds {(held[1] - held[0]).days + 1} days ({held[0]}..{held[1]})"
+                if held is not None
+                else ""
             )
-            if held is not None and needed is not None:
-                advice += (
-                    f"; the source holds {(held[1] - held[0]).days + 1} days "
-                    f"({held[0]}..{held[1]}), so shorten training.train_days or "
-                    "training.holdout_days in the spec, or add days to the source"
+            if needed is None:
+                advice = "no training date has ended yet" + (f"; {holds}" if holds else "")
+            elif holds and needed > len(days):
+                advice = (
+                    f"the training window needs {needed} days of data; {holds}, so shorten "
+                    "training.train_days or training.holdout_days in the spec, or add days to "
+                    "the source"
                 )
-            print(f"  no training: {args.days} days are too few for a champion ({advice})")
+            else:
+                advice = (
+                    f"the training window needs {needed} days of data; "
+                    f"try `mlops-assets demo --days {needed}`"
+                )
+            print(f"  no training: {len(days)} days are too few for a champion ({advice})")
         served_from = first_champion_day(settings)
         if served_from is not None:
             # A day a source refused has nothing to score: its neighbours run without it.

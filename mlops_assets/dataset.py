@@ -49,8 +49,6 @@ __all__ = [
 CADENCES = ("daily", "weekly")
 METRICS = ("wape", "mae", "rmse")
 SCHEMA_PATH = REPO_ROOT / "data" / "datasets" / "dataset_spec.schema.json"
-# Separates the parts of a composite key in the key column the pipeline derives from them.
-KEY_SEPARATOR = "|"
 
 
 class SpecError(ValueError):
@@ -265,22 +263,6 @@ class DatasetSpec:
             cols[c] = NUMERIC
         if self.cost_column:
             cols[self.cost_column] = NUMERIC
-        return cols
-
-    @property
-    def source_columns(self) -> dict[str, str]:
-        """Columns the source must hold, with the kind the spec gives them (key parts that are
-        no feature have no kind: any type serves)."""
-        cols: dict[str, str] = {c: "" for c in self.key_columns}
-        cols.update({self.date_column: DATE, self.target: NUMERIC})
-        for c in self.categorical_features:
-            cols[c] = CATEGORICAL
-        for c in self.numeric_features:
-            cols[c] = NUMERIC
-        if self.cost_column:
-            cols[self.cost_column] = NUMERIC
-        if not self.composite_key:
-            cols.setdefault(self.event_key, "")
         return cols
 
     @property

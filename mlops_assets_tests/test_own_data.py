@@ -329,7 +329,8 @@ def test_a_short_source_says_what_it_has(tmp_path: Path) -> None:
     csv = tmp_path / "short.csv"
     hourly_frame(5).write_csv(csv)
     spec = write_yaml(
-        tmp_path / "short.yaml", bikes_spec(csv, training={"train_days": 28, "holdout_days": 7})
+        tmp_path / "short.yaml",
+        bikes_spec(csv, training={"cadence": "daily", "train_days": 28, "holdout_days": 7}),
     )
     env = clean_env(MLOPS_DATA_DIR=str(tmp_path / "data"), MLOPS_DATASET=str(spec))
     demo = subprocess.run(
@@ -341,7 +342,8 @@ def test_a_short_source_says_what_it_has(tmp_path: Path) -> None:
         timeout=300,
     )
     out = demo.stdout
-    assert "no training: 56 days are too few for a champion" in out, out + demo.stderr
+    assert "no training: 5 days are too few for a champion" in out, out + demo.stderr
+    assert "the training window needs 35 days of data" in out, out
     assert "the source holds 5 days (2012-01-01..2012-01-05)" in out, out
     assert "shorten training.train_days or training.holdout_days" in out
 

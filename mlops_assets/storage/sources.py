@@ -27,6 +27,8 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 DATE = "date"
 SOURCE_KINDS = ("simulator", "csv", "parquet", "duckdb")
+# Separates the parts of a composite key in the key column the pipeline derives from them.
+KEY_SEPARATOR = "|"
 # The file line of a CSV row (the header is line 1), kept while a day is converted.
 LINE = "__line"
 
@@ -130,10 +132,10 @@ def _as_date(values: pl.Expr) -> pl.Expr:
 def source_schema(spec: DatasetSpec) -> dict[str, str]:
     """Column name -> numeric | categorical | date, as the source really has it (a CSV's kinds
     are inferred from every row, not the first ones)."""
-    import polars as pl
-
     if spec.source.kind == "simulator":
         return dict(SIMULATOR_KINDS)
+    import polars as pl
+
     if spec.source.kind == "csv":
         try:
             schema = pl.scan_csv(
@@ -170,10 +172,10 @@ def first_bad_value(spec: DatasetSpec, column: str) -> str | None:
 
 def source_date_range(spec: DatasetSpec) -> tuple[date, date] | None:
     """The first and last day a file or table source holds; None for the simulator."""
-    import polars as pl
-
     if spec.source.kind == "simulator":
         return None
+    import polars as pl
+
     if spec.source.kind == "csv":
         days = _csv(spec).select(_as_date(pl.col(spec.date_column)).alias("d"))
     elif spec.source.kind == "parquet":
@@ -254,7 +256,7 @@ def with_key(spec: DatasetSpec, frame: pl.DataFrame) -> pl.DataFrame:
     if not spec.composite_key or not all(c in frame.columns for c in spec.key_columns):
         return frame
     parts = [pl.col(c).cast(pl.String) for c in spec.key_columns]
-    return frame.with_columns(pl.concat_str(parts, separator="|").alias(spec.event_key))
+    return frame.with_columns(pl.concat_str(parts, separator=KEY_SEPARATOR).alias(spec.event_key))
 
 
 def _simulator(spec: DatasetSpec):
