@@ -151,16 +151,13 @@ def _explain(error: dict[str, Any]) -> str:
         parent = ".".join(str(p) for p in loc[:-1])
         known = list(_model_for(loc[:-1]).model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = (
-            f"did you mean '{'.'.join([parent, close[0]]) if parent else close[0]}'?"
-            if close
-            else ""
-        )
+        prefix = f"{parent}." if parent else ""
+        hint = f"did you mean '{prefix}{close[0]}'? " if close else "remove it or fix its name "
         where = f"'{parent}' " if parent else ""
         return (
-            f"dataset spec field '{name}' is not a {where}spec field; {hint} "
+            f"dataset spec field '{name}' is not a {where}spec field; {hint}"
             f"(known fields: {', '.join(known)})"
-        ).replace(";  (", "; (")
+        )
     if kind == "missing":
         return f"dataset spec field '{name}' is required; add it to the spec"
     if kind == "literal_error":

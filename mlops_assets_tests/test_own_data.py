@@ -297,7 +297,7 @@ def test_a_missing_duckdb_table_is_a_named_spec_error(tmp_path: Path) -> None:
 
 def test_the_published_json_schema_matches_the_spec_model() -> None:
     published = json.loads(SCHEMA_PATH.read_text())
-    assert published == json_schema()
+    assert published == json_schema(), "regenerate it with dataset.write_json_schema()"
     assert published["additionalProperties"] is False
     assert "event_key" in published["required"]
 

@@ -85,25 +85,33 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
         return self.warehouse.read(table)
 
 
-def _failure_reason(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str | None:
-    """Why the latest attempt at ``partition`` of ``key`` failed, or None if it did not."""
+def _failure_reason(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str:
+    """Why the latest attempt at ``partition`` of ``key`` failed: its own step's failure, or
+    (when the step was skipped because a step before it failed) that step's, for that day."""
     planned = instance.get_latest_planned_materialization_info(key, partition)
     if planned is None:
-        return None
-    reasons = []
+        return "no run of it is recorded"
+    day = partition[:10]
+    own, others = [], []
     for record in instance.all_logs(planned.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = record.dagster_event
-        if event is None or event.step_key != key.path[-1]:
+        if event is None:
             continue
         data = event.step_failure_data.user_failure_data
         days = (data.metadata or {}).get("failed_days") if data is not None else None
-        if days is not None and partition[:10] in days.value:
-            return days.value[partition[:10]]
-        if data is not None and data.description:
-            reasons.append(data.description)
+        if days is not None and day in days.value:
+            reason = days.value[day]
+        elif data is not None and data.description:
+            reason = data.description
         elif event.step_failure_data.error is not None:
-            reasons.append(event.step_failure_data.error.message.strip())
-    return reasons[0] if reasons else "its run failed"
+            reason = event.step_failure_data.error.message.strip()
+        else:
+            continue
+        if event.step_key == key.path[-1]:
+            own.append(reason)
+        else:
+            others.append(f"{event.step_key} of {day} failed: {reason}")
+    return (own or others or ["its run failed"])[0]
 
 
 def _name_failed_upstream(context: dg.InputContext, frame: pl.DataFrame, column: str) -> None:

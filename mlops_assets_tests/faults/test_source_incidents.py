@@ -78,7 +78,8 @@ def assert_reaches_no_model(world: World, day: date) -> None:
     assert world.read("labeled_examples", day).is_empty()
     scored = world.score([day])
     assert not scored.success
-    assert f"no features for {day}" in failure_messages(scored)
+    text = failure_messages(scored)
+    assert f"upstream partition {day} of features failed: raw_" in text, text
     assert world.read("predictions", day).is_empty()
 
 
@@ -321,7 +322,9 @@ def test_duplicate_keys_in_a_csv_stop_both_sources_and_features(
     assert failed_steps(result) == {"raw_events", "raw_outcomes"}
     text = failure_messages(result)
     # Each source asset names the day, the key and two of the offending rows.
-    assert text.count(f"airings of {day}: 7 duplicate 'airing_id' values") == 2, text
+    for event in result.get_step_failure_events():
+        description = event.step_failure_data.user_failure_data.description
+        assert f"airings of {day}: 7 duplicate 'airing_id' values" in description, event.step_key
     assert "two of them: {'airing_id':" in text, text
     for table in ("raw_events", "raw_outcomes", "outcome_stats"):
         assert world.read(table, day).is_empty(), table
