@@ -68,6 +68,9 @@ class DatasetSpec:
     training: TrainingSpec
     cost_column: str | None = None
     monitored_features: tuple[str, ...] = ()
+    # Overrides of the environment's promotion gate thresholds (see GateThresholds): keys apply
+    # in every environment, a key named after an environment holds that one's overrides.
+    gates: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -148,6 +151,66 @@ def _int(raw: dict[str, Any], key: str, default: int, lo: int, where: str = "") 
     return value
 
 
+def _gate_values(raw: Any, where: str) -> dict[str, Any]:
+    from dataclasses import fields
+
+    from mlops_assets.environments import GATE_NAMES, GateThresholds
+
+    known = {f.name: f.type for f in fields(GateThresholds)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise SpecError(
+                f"dataset spec field '{where}{key}' is not a gate setting; known: "
+                f"{', '.join(known)} (or an environment: {', '.join(ENVIRONMENTS)})"
+            )
+        if key == "blocking":
+            names = [value] if isinstance(value, str) else list(value or [])
+            unknown = [n for n in names if n not in GATE_NAMES]
+            if unknown:
+                raise SpecError(
+                    f"dataset spec field '{where}blocking' names unknown gates {unknown}; "
+                    f"known: {', '.join(GATE_NAMES)}"
+                )
+            out[key] = tuple(names)
+        elif key == "serving_calls":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 10:
+                raise SpecError(
+                    f"dataset spec field '{where}serving_calls' must be an integer >= 10, "
+                    f"got {value!r}"
+                )
+            out[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise SpecError(
+                    f"dataset spec field '{where}{key}' must be a number >= 0, got {value!r}"
+                )
+            out[key] = float(value)
+    return out
+
+
+def _gates(raw: Any) -> dict[str, Any]:
+    """The spec's ``gates:`` overrides, checked: known settings, numbers, known gate names."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError("dataset spec field 'gates' must be a mapping of gate settings")
+    shared = {k: v for k, v in raw.items() if k not in ENVIRONMENTS}
+    out: dict[str, Any] = _gate_values(shared, "gates.")
+    for env in ENVIRONMENTS:
+        if env in raw:
+            if not isinstance(raw[env], dict):
+                raise SpecError(f"dataset spec field 'gates.{env}' must be a mapping")
+            out[env] = _gate_values(raw[env], f"gates.{env}.")
+    return out
+
+
+def gate_overrides(spec: DatasetSpec, env: str) -> dict[str, Any]:
+    """The spec's gate overrides that apply in ``env``."""
+    shared = {k: v for k, v in spec.gates.items() if k not in ENVIRONMENTS}
+    return {**shared, **spec.gates.get(env, {})}
+
+
 def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     """Build a DatasetSpec from a parsed YAML mapping (no source access)."""
     if not isinstance(raw, dict):
@@ -223,6 +286,7 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
         training=training,
         cost_column=validate_column(cost, "cost_column") if cost else None,
         monitored_features=_names(raw, "monitored_features", required=False),
+        gates=_gates(raw.get("gates")),
     )
     for key in spec.serving_keys + spec.history_keys:
         if key not in spec.categorical_features:

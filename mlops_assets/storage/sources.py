@@ -67,7 +67,10 @@ def _scan(spec: DatasetSpec) -> pl.LazyFrame:
 def source_schema(spec: DatasetSpec) -> dict[str, str]:
     """Column name -> numeric | categorical | date, as the source really has it."""
     if spec.source.kind == "simulator":
-        return dict(SIMULATOR_KINDS)
+        kinds = dict(SIMULATOR_KINDS)
+        if spec.source.options.get("leak_column"):
+            kinds[str(spec.source.options["leak_column"])] = NUMERIC
+        return kinds
     return {name: _kind(dtype) for name, dtype in _scan(spec).collect_schema().items()}
 
 
