@@ -82,8 +82,8 @@ class GateThresholds:
     segment_min_share: float = 0.10
     segment_margin: float = 0.25
     cost_per_outcome_band: float = 0.25
-    bias_over_max: float = 0.20
-    bias_under_max: float = 0.20
+    bias_over_max: float = 0.25
+    bias_under_max: float = 0.25
     serving_p99_factor: float = 3.0
     serving_size_factor: float = 5.0
     serving_calls: int = 300
@@ -111,8 +111,8 @@ _THRESHOLDS = {
         strict=False,
         gates=GateThresholds(
             segment_margin=0.20,
-            bias_over_max=0.15,
-            bias_under_max=0.15,
+            bias_over_max=0.20,
+            bias_under_max=0.25,
             blocking=("segment_guardrail", "business_benchmark", "target_leak"),
         ),
     ),
@@ -126,8 +126,9 @@ _THRESHOLDS = {
         approval_gated=True,
         gates=GateThresholds(
             segment_margin=0.15,
-            bias_over_max=0.10,
-            bias_under_max=0.15,
+            cost_per_outcome_band=0.20,
+            bias_over_max=0.15,
+            bias_under_max=0.20,
             blocking=GATE_NAMES,
         ),
     ),

@@ -43,7 +43,7 @@ from mlops_assets.ml.training import metrics
 SEGMENT_GUARDRAIL, BUSINESS_BENCHMARK, SERVING_BUDGET, TARGET_LEAK = GATE_NAMES
 PASS, WARN, REFUSE, NOT_APPLICABLE = "pass", "warn", "refuse", "n/a"
 # Quantile bins of a numeric feature's one-feature model.
-LEAK_BINS = 20
+LEAK_BINS = 50
 
 
 @dataclass(frozen=True)
