@@ -145,3 +145,120 @@ def test_spec_overrides_gates_per_environment(tmp_path) -> None:
         parse_spec(simulator_spec(gates={"segment_marg": 0.5}), tmp_path)
     with pytest.raises(SpecError, match=r"unknown gates \['speed'\]"):
         parse_spec(simulator_spec(gates={"blocking": ["speed"]}), tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gates that need the incumbent, as the decision history applies them
+
+
+def _evaluation(day, version: str, wape: float, segments, p99: float, size: float):
+    """One training date's champion rows: a baseline and the proposed model ``version``."""
+    from datetime import timedelta
+
+    from mlops_assets.ml import promotion
+
+    base = {
+        "training_date": day,
+        "effective_from": day + timedelta(days=7),
+        "holdout_start": str(day - timedelta(days=7)),
+        "holdout_end": str(day - timedelta(days=2)),
+        "baseline_topped": False,
+        "serves": True,
+        "evaluation": f"v{version} beats the baselines",
+        "gates": gates.dumps([]),
+        "refused_by": None,
+        "mae": 1.0,
+        "rmse": 1.0,
+        "bias": 0.0,
+    }
+    rows = [
+        {
+            **base,
+            "candidate": "segment_mean",
+            "role": "baseline",
+            "model_version": f"b{version}",
+            "wape": 0.9,
+            "proposed": False,
+            "segment_scores": None,
+            "serve_p99_ms": None,
+            "model_bytes": None,
+        },
+        {
+            **base,
+            "candidate": "lgbm",
+            "role": "model",
+            "model_version": version,
+            "wape": wape,
+            "proposed": True,
+            "segment_scores": __import__("json").dumps(segments),
+            "serve_p99_ms": p99,
+            "model_bytes": size,
+        },
+    ]
+    frame = pl.DataFrame(rows)
+    return frame.with_columns(
+        pl.lit(None, dtype=pl.Float64).alias(c)
+        for c in promotion.SERVE_COLUMNS.values()
+        if c not in frame.columns
+    )
+
+
+def _history(limits, segments_v2, p99_v2=0.1, size_v2=1000.0, gated=False):
+    from datetime import date
+
+    from mlops_assets.ml import promotion
+
+    first = _evaluation(date(2025, 1, 13), "1", 0.50, _segments({"ESPN": (0.4, 0.5)}), 0.1, 1e3)
+    second = _evaluation(date(2025, 1, 27), "2", 0.40, segments_v2, p99_v2, size_v2)
+    incumbent_segments = _segments({"ESPN": (0.4, 0.40), "CNN": (0.6, 0.60)})
+    releases = promotion.empty_releases()
+    if gated:
+        # Prod: a person approves the first proposal before the second training date's cut-off.
+        releases = promotion.release_row(
+            releases,
+            action=promotion.PROMOTE,
+            version="1",
+            candidate="lgbm",
+            approved_by="ana",
+            reason="first release",
+            source="proposal",
+            effective_from=date(2025, 1, 28),
+            recorded_at=None,
+        )
+    return promotion.decide_history(
+        pl.concat([first, second], how="diagonal_relaxed"),
+        releases,
+        metric="wape",
+        promotion_margin=0.0,
+        gated=gated,
+        score=lambda v, s, e: {"wape": 0.5, "segments": incumbent_segments},
+        limits=limits,
+    )
+
+
+def test_the_history_refuses_a_model_that_loses_a_large_segment_and_keeps_the_incumbent() -> None:
+    from mlops_assets.ml import promotion
+
+    loses_espn = _segments({"ESPN": (0.4, 0.80), "CNN": (0.6, 0.20)})
+    history = _history(DEV, loses_espn)
+    last = history.sort("seq").row(-1, named=True)
+    assert last["action"] == "refused"
+    assert last["to_version"] == "1" and last["proposed_version"] == "2"
+    assert "refused by gate segment_guardrail: segment ESPN (40% of the holdout)" in last["reason"]
+    recorded = promotion.gate_results(last)
+    assert recorded["segment_guardrail"].refused
+    assert recorded["serving_budget"].verdict == gates.PASS
+
+    fair = _segments({"ESPN": (0.4, 0.42), "CNN": (0.6, 0.40)})
+    assert _history(DEV, fair).sort("seq")["to_version"][-1] == "2"
+
+
+def test_the_history_applies_the_serving_budget_by_environment() -> None:
+    fair = _segments({"ESPN": (0.4, 0.40), "CNN": (0.6, 0.50)})
+    prod = load_settings("prod").thresholds.gates
+    refused = _history(prod, fair, p99_v2=1.0, gated=True).sort("seq").row(-1, named=True)
+    assert refused["action"] == "refused", refused["reason"]
+    assert "refused by gate serving_budget" in refused["reason"]
+    warned = _history(DEV, fair, p99_v2=1.0).sort("seq").row(-1, named=True)
+    assert warned["action"] == "promote"
+    assert gates.loads(warned["serving_gate"])[0].verdict == gates.WARN
