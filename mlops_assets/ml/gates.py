@@ -225,16 +225,17 @@ def business_benchmark(
         )
     observed, threshold = bias, (limits.bias_over_max if bias >= 0 else -limits.bias_under_max)
     if spec.cost_column and spec.cost_column in holdout.columns:
-        deviation = _cost_per_outcome_deviation(holdout, actual, predicted, spec)
+        deviation = float(_cost_per_outcome_deviation(holdout, actual, predicted, spec))
         counts["cost_per_outcome_deviation"] = deviation
         counts["cost_per_outcome_band"] = limits.cost_per_outcome_band
         if not math.isfinite(deviation) or deviation > limits.cost_per_outcome_band:
+            if not problems:
+                observed, threshold = deviation, limits.cost_per_outcome_band
             problems.append(
                 f"predicted cost per outcome is off the actual by {deviation:.1%} on "
                 f"cost-weighted average over segments (at most "
                 f"{limits.cost_per_outcome_band:.0%} allowed)"
             )
-            observed, threshold = deviation, limits.cost_per_outcome_band
     failed = bool(problems)
     reason = (
         "; ".join(problems)

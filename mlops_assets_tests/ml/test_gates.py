@@ -262,3 +262,16 @@ def test_the_history_applies_the_serving_budget_by_environment() -> None:
     warned = _history(DEV, fair, p99_v2=1.0).sort("seq").row(-1, named=True)
     assert warned["action"] == "promote"
     assert gates.loads(warned["serving_gate"])[0].verdict == gates.WARN
+
+
+def test_a_biased_candidate_is_refused_by_stagings_business_benchmark(
+    spec, holdout: pl.DataFrame, fitted: dict[str, TrainResult]
+) -> None:
+    staging = load_settings("staging").thresholds.gates
+    model = fitted["lgbm_small"].model
+    honest = gates.business_benchmark(holdout, model.predict(holdout), spec, staging)
+    assert honest.verdict == gates.PASS, honest.reason
+    biased = gates.business_benchmark(holdout, model.predict(holdout) * 1.4, spec, staging)
+    assert biased.verdict == gates.REFUSE
+    assert "over-predicts" in biased.reason
+    assert biased.threshold == staging.bias_over_max
