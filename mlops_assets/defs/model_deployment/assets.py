@@ -62,7 +62,9 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
-        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.selection"),
+        code_version=code_version(
+            "mlops_assets.ml.promotion", "mlops_assets.ml.selection", "mlops_assets.ml.gates"
+        ),
         metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "champion")),
         ins={c.asset_name: dg.AssetIn() for c in CANDIDATES},
         deps=["labeled_examples"],
@@ -179,7 +181,9 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
-        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.selection"),
+        code_version=code_version(
+            "mlops_assets.ml.promotion", "mlops_assets.ml.selection", "mlops_assets.ml.gates"
+        ),
         metadata=schema_metadata(spec, "champion_history"),
         ins={
             "champion": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
