@@ -345,9 +345,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     release.record(plan, target, version)
+    release.mark_in_source(plan, source, target)
     print(
         f"promoted: {plan.target_model} v{version} now holds {', '.join(plan.aliases)}; "
-        f"logged in {release.promotion_log_path(target)} and release_decisions"
+        f"{plan.source_model} v{plan.source_version} holds {target.stage_alias} in "
+        f"{source.env}; logged in {release.promotion_log_path(target)} and release_decisions"
     )
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +113,11 @@ class SpecModel(_Strict):
     segment_column: str | None = None
     cost_column: str | None = None
     monitored_features: list[str] = Field(default_factory=list)
+    gates: dict[str, Any] | None = Field(
+        None,
+        description="promotion gate overrides: settings for every environment, or under "
+        "dev/staging/prod for one",
+    )
     label_lag_days: int = Field(2, ge=0, strict=True)
     training: TrainingModel = Field(default_factory=TrainingModel)
     source: SourceModel
@@ -204,6 +209,9 @@ class DatasetSpec:
     training: TrainingSpec
     cost_column: str | None = None
     monitored_features: tuple[str, ...] = ()
+    # Overrides of the environment's promotion gate thresholds (see GateThresholds): keys apply
+    # in every environment, a key named after an environment holds that one's overrides.
+    gates: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     # The source columns that make up the key (one, or several for a composite key).
     event_key_columns: tuple[str, ...] = ()
@@ -336,6 +344,66 @@ def _two_roles(model: SpecModel, key_parts: tuple[str, ...]) -> None:
         )
 
 
+def _gate_values(raw: Any, where: str) -> dict[str, Any]:
+    from dataclasses import fields
+
+    from mlops_assets.environments import GATE_NAMES, GateThresholds
+
+    known = {f.name: f.type for f in fields(GateThresholds)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise SpecError(
+                f"dataset spec field '{where}{key}' is not a gate setting; known: "
+                f"{', '.join(known)} (or an environment: {', '.join(ENVIRONMENTS)})"
+            )
+        if key == "blocking":
+            names = [value] if isinstance(value, str) else list(value or [])
+            unknown = [n for n in names if n not in GATE_NAMES]
+            if unknown:
+                raise SpecError(
+                    f"dataset spec field '{where}blocking' names unknown gates {unknown}; "
+                    f"known: {', '.join(GATE_NAMES)}"
+                )
+            out[key] = tuple(names)
+        elif key == "serving_calls":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 10:
+                raise SpecError(
+                    f"dataset spec field '{where}serving_calls' must be an integer >= 10, "
+                    f"got {value!r}"
+                )
+            out[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise SpecError(
+                    f"dataset spec field '{where}{key}' must be a number >= 0, got {value!r}"
+                )
+            out[key] = float(value)
+    return out
+
+
+def _gates(raw: Any) -> dict[str, Any]:
+    """The spec's ``gates:`` overrides, checked: known settings, numbers, known gate names."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError("dataset spec field 'gates' must be a mapping of gate settings")
+    shared = {k: v for k, v in raw.items() if k not in ENVIRONMENTS}
+    out: dict[str, Any] = _gate_values(shared, "gates.")
+    for env in ENVIRONMENTS:
+        if env in raw:
+            if not isinstance(raw[env], dict):
+                raise SpecError(f"dataset spec field 'gates.{env}' must be a mapping")
+            out[env] = _gate_values(raw[env], f"gates.{env}.")
+    return out
+
+
+def gate_overrides(spec: DatasetSpec, env: str) -> dict[str, Any]:
+    """The spec's gate overrides that apply in ``env``."""
+    shared = {k: v for k, v in spec.gates.items() if k not in ENVIRONMENTS}
+    return {**shared, **spec.gates.get(env, {})}
+
+
 def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
     """Build a DatasetSpec from a parsed YAML mapping (no source access)."""
     if not isinstance(raw, dict):
@@ -418,6 +486,7 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
         if model.cost_column
         else None,
         monitored_features=_names(model.monitored_features, "monitored_features"),
+        gates=_gates(model.gates),
     )
     for k in spec.serving_keys + spec.history_keys:
         if k not in spec.categorical_features:

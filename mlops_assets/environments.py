@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -54,12 +54,84 @@ class Thresholds:
     # Training may evaluate and propose, but only an approved release (`mlops-assets promote
     # --approved-by`) changes the champion.
     approval_gated: bool = False
+    # The promotion gates of this environment (``mlops_assets.ml.gates``), overridable per
+    # dataset in the spec's ``gates:`` mapping.
+    gates: GateThresholds = field(default_factory=lambda: GateThresholds())
+
+
+GATE_NAMES = ("segment_guardrail", "business_benchmark", "serving_budget", "target_leak")
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Every promotion gate's thresholds and which gates refuse a promotion (the others warn).
+
+    - segment_guardrail: no segment holding at least ``segment_min_share`` of the holdout's cost
+      (volume without a cost column) may score worse than the incumbent on it by more than
+      ``segment_margin`` (relative).
+    - business_benchmark: predicted cost per outcome within ``cost_per_outcome_band`` (relative)
+      of the actual; bias (predicted - actual) / actual at most ``bias_over_max`` above zero and
+      ``bias_under_max`` below.
+    - serving_budget: single-row p99 latency at most ``serving_p99_factor`` and model size at
+      most ``serving_size_factor`` times the incumbent's, measured over ``serving_calls`` calls.
+    - target_leak: no feature whose one-feature model scores at most ``leak_feature_ratio`` of
+      the best baseline's error, or whose correlation with the target reaches
+      ``leak_correlation``; no proposal scoring at most ``leak_champion_ratio`` of it.
+    """
+
+    segment_min_share: float = 0.10
+    segment_margin: float = 0.25
+    cost_per_outcome_band: float = 0.25
+    bias_over_max: float = 0.25
+    bias_under_max: float = 0.25
+    serving_p99_factor: float = 3.0
+    serving_size_factor: float = 5.0
+    serving_calls: int = 300
+    leak_feature_ratio: float = 0.25
+    leak_correlation: float = 0.98
+    leak_champion_ratio: float = 0.15
+    blocking: tuple[str, ...] = ("segment_guardrail",)
+
+    def blocks(self, gate: str) -> bool:
+        return gate in self.blocking
+
+    def with_overrides(self, overrides: dict[str, object]) -> GateThresholds:
+        """These thresholds with a dataset spec's ``gates:`` values applied (names checked by
+        the spec loader)."""
+        return replace(self, **overrides) if overrides else self
 
 
 _THRESHOLDS = {
     "dev": Thresholds(0.20, 0.50, 0.01, 0.0, strict=False),
-    "staging": Thresholds(0.10, 0.40, 0.01, 0.01, strict=False),
-    "prod": Thresholds(0.05, 0.30, 0.01, 0.02, strict=True, drift_persist_n=2, approval_gated=True),
+    "staging": Thresholds(
+        0.10,
+        0.40,
+        0.01,
+        0.01,
+        strict=False,
+        gates=GateThresholds(
+            segment_margin=0.20,
+            bias_over_max=0.20,
+            bias_under_max=0.25,
+            blocking=("segment_guardrail", "business_benchmark", "target_leak"),
+        ),
+    ),
+    "prod": Thresholds(
+        0.05,
+        0.30,
+        0.01,
+        0.02,
+        strict=True,
+        drift_persist_n=2,
+        approval_gated=True,
+        gates=GateThresholds(
+            segment_margin=0.15,
+            cost_per_outcome_band=0.20,
+            bias_over_max=0.15,
+            bias_under_max=0.20,
+            blocking=GATE_NAMES,
+        ),
+    ),
 }
 
 

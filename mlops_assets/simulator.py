@@ -71,6 +71,9 @@ class SimulatorConfig:
     label_lag_days: int = 2
     drifts: tuple[Injection, ...] = field(default_factory=tuple)
     incidents: tuple[Injection, ...] = field(default_factory=tuple)
+    # A numeric event column holding the day's outcome plus a little noise: a target leak, for
+    # the leak guard's tests. None (the default) adds nothing.
+    leak_column: str | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any], label_lag_days: int) -> SimulatorConfig:
@@ -89,6 +92,7 @@ class SimulatorConfig:
             label_lag_days=label_lag_days,
             drifts=drifts,
             incidents=incidents,
+            leak_column=options.get("leak_column") or None,
         )
 
 
@@ -147,7 +151,10 @@ def simulate_day(day: date, config: SimulatorConfig) -> tuple[pl.DataFrame, pl.D
     """Return (events, outcomes) of one day; identical for the same seed, date and options."""
     incidents = {i.kind: i for i in config.incidents if i.on == day}
     if "empty_day" in incidents:
-        return pl.DataFrame(schema=EVENT_SCHEMA), pl.DataFrame(schema=OUTCOME_SCHEMA)
+        schema = dict(EVENT_SCHEMA)
+        if config.leak_column:
+            schema[config.leak_column] = pl.Float64
+        return pl.DataFrame(schema=schema), pl.DataFrame(schema=OUTCOME_SCHEMA)
 
     rng = np.random.default_rng([config.seed, day.toordinal()])
     n = config.airings_per_day
@@ -224,6 +231,9 @@ def simulate_day(day: date, config: SimulatorConfig) -> tuple[pl.DataFrame, pl.D
     ).with_columns(
         pl.lit(day + timedelta(days=config.label_lag_days), dtype=pl.Date).alias("landed_on")
     )
+    if config.leak_column:
+        noise = rng.normal(0.0, 0.5, size=n)
+        events = events.with_columns(pl.Series(config.leak_column, np.round(visits + noise, 3)))
     return _apply_incidents(events, outcomes, incidents, rng)
 
 

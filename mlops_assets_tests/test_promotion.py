@@ -1,7 +1,9 @@
 """Promotion from staging to prod: refused without an approver, refused for a version already in
 prod, refused when staging's latest champion decision failed a blocking check; in the good case
 prod's registry holds a copy with lineage under `champion` and `butterfly`, prod loads and serves
-it, and the promotion log names the approver. Staging work writes nothing under prod before."""
+it, and the promotion log names the approver; staging's registry then holds prod's `butterfly`
+on the promoted version (its own history never moves it) and staging's next evaluation compares
+every candidate with it. Staging work writes nothing under prod before."""
 
 from __future__ import annotations
 
@@ -108,6 +110,9 @@ def test_promotion_story(staging: Pipeline, monkeypatch: pytest.MonkeyPatch) -> 
     prod_version = _alias(pipeline, "prod", "butterfly")
     assert prod_version is not None
     assert _alias(pipeline, "prod", "champion") == prod_version
+    # Staging's registry now holds prod's stage too, on the promoted staging version.
+    assert _alias(pipeline, "staging", "butterfly") == staged
+    assert _alias(pipeline, "staging", "chrysalis") == staged
 
     from mlops_assets.environments import load_settings
     from mlops_assets.ml import registry
@@ -149,5 +154,21 @@ def test_promotion_story(staging: Pipeline, monkeypatch: pytest.MonkeyPatch) -> 
     assert failing.returncode == 2
     assert "did not pass its blocking checks: champion_beats_baselines" in failing.stderr
     assert _alias(pipeline, "prod", "butterfly") == prod_version
+    # Staging's decision history moves its own aliases only; its next evaluation compares every
+    # candidate with prod's model on the same holdout, on the model card.
+    assert _alias(pipeline, "staging", "butterfly") == staged
+    import dagster as dg
+
+    card = (
+        pipeline.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("champion"), asset_partitions=[SECOND]),
+            limit=1,
+        )
+        .records[0]
+        .asset_materialization.metadata["model_card"]
+        .value
+    )
+    assert f"## Against `butterfly` (v{staged}) on the same holdout" in card
+    assert "| lgbm_large | model |" in card
     history = pipeline.warehouse.read("champion_history")
     assert history.filter(pl.col("training_date") == date(2025, 1, 27)).height == 1

@@ -43,6 +43,10 @@ RUN_METADATA = {
     "run_url": "links to that run id",
     "recorded_at": "wall-clock time of a person's decision",
     "evaluation_key": "a fingerprint that includes registry version numbers",
+    "serve_p50_ms": "latency measured on the wall clock",
+    "serve_p99_ms": "latency measured on the wall clock",
+    "serve_load_s": "load time measured on the wall clock",
+    "serving_gate": "compares latencies measured on the wall clock",
 }
 VERSION_COLUMNS = ("model_version", "to_version", "from_version", "proposed_version", "version")
 

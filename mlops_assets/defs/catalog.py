@@ -106,6 +106,13 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         "proposed": ("bool", "the candidate this training date proposes as champion"),
         "serves": ("bool", "the proposal loaded from the registry and predicted (empty: none)"),
         "evaluation": ("string", "why this candidate (or none) is proposed"),
+        "gates": ("string", "JSON: the gates decided on the proposal alone, with evidence"),
+        "refused_by": ("string", "the gate that refused the proposal (empty: none)"),
+        "segment_scores": ("string", "JSON: the proposal's share and score per segment"),
+        "serve_p50_ms": ("double", "proposal's single-row p50 latency in the serve check"),
+        "serve_p99_ms": ("double", "proposal's single-row p99 latency in the serve check"),
+        "serve_load_s": ("double", "seconds to download and load the proposal"),
+        "model_bytes": ("double", "size of the proposal's model files"),
     }
     schemas = {
         "raw_events": _schema(spec, event_cols, extra),
@@ -142,7 +149,22 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         ),
         "candidate": _schema(spec, card, card_extra),
         "champion": _schema(
-            spec, [*card, "effective_from", "proposed", "serves", "evaluation"], card_extra
+            spec,
+            [
+                *card,
+                "effective_from",
+                "proposed",
+                "serves",
+                "evaluation",
+                "gates",
+                "refused_by",
+                "segment_scores",
+                "serve_p50_ms",
+                "serve_p99_ms",
+                "serve_load_s",
+                "model_bytes",
+            ],
+            card_extra,
         ),
         "champion_history": _schema(spec, list(HISTORY_COLUMNS), HISTORY_COLUMNS),
         "release_decisions": _schema(spec, list(RELEASE_COLUMNS), RELEASE_COLUMNS),
@@ -260,8 +282,8 @@ HISTORY_COLUMNS = {
     "effective_from": ("date", "first day the decision is in force"),
     "action": (
         "string",
-        "first, promote, keep, keep_not_serving, propose (awaiting approval), or the release "
-        "decision's promote or rollback",
+        "first, promote, keep, keep_not_serving, refused (by a promotion gate), propose "
+        "(awaiting approval), or the release decision's promote or rollback",
     ),
     "from_version": ("string", "champion version in force before the decision"),
     "to_version": ("string", "champion version in force after the decision"),
@@ -277,6 +299,9 @@ HISTORY_COLUMNS = {
     "reason": ("string", "why, in words"),
     "approved_by": ("string", "who approved a release decision"),
     "evaluation_key": ("string", "fingerprint of the training date's evaluation"),
+    "gates": ("string", "JSON: every gate's verdict, observed value and threshold"),
+    "serving_gate": ("string", "JSON: the serving budget's verdict and measurements"),
+    "incumbent_segments": ("string", "JSON: the incumbent's share and score per segment"),
 }
 RELEASE_COLUMNS = {
     "seq": ("int", "order in which people decided"),

@@ -26,6 +26,7 @@ import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
+from mlops_assets.environments import GateThresholds
+from mlops_assets.ml import gates
 from mlops_assets.ml.selection import (
     Decision,
     Entry,
@@ -46,6 +49,13 @@ CHAMPION_ALIAS = "champion"
 HISTORY_TABLE = "champion_history"
 RELEASES_TABLE = "release_decisions"
 METRIC_COLUMNS = ("mae", "rmse", "wape", "bias")
+# The serve check's measurements, as columns of the proposal's row of ``champion``.
+SERVE_COLUMNS = {
+    "p50_ms": "serve_p50_ms",
+    "p99_ms": "serve_p99_ms",
+    "load_seconds": "serve_load_s",
+    "model_bytes": "model_bytes",
+}
 TRAINING, RELEASE = "training", "release"
 PROMOTE, ROLLBACK = "promote", "rollback"
 
@@ -80,25 +90,55 @@ class Evaluation:
     serves_ok: bool
     serves_detail: str
     model_card: str
+    # The gates decided on the candidate alone (business benchmark, target leak), and the
+    # proposal's evidence for the gates the decision history decides against the incumbent.
+    gates: list[gates.GateResult] = dataclass_field(default_factory=list)
+    segments: list[dict[str, Any]] | None = None
+    serving: dict[str, float | None] = dataclass_field(default_factory=dict)
+
+    @property
+    def refused_by(self) -> gates.GateResult | None:
+        return gates.first_refusal(self.gates) if self.decision.promoted else None
 
     @property
     def proposal(self) -> Entry | None:
         """The candidate this date proposes as champion (never a baseline), if any."""
-        return self.decision.chosen if self.decision.promoted and self.serves_ok else None
+        ok = self.decision.promoted and self.serves_ok and self.refused_by is None
+        return self.decision.chosen if ok else None
+
+    @property
+    def reason(self) -> str:
+        if not self.serves_ok:
+            return f"{self.decision.reason}; not serving: {self.serves_detail[-300:]}"
+        refused = self.refused_by
+        if refused is not None:
+            return f"{self.decision.reason}; refused by gate {refused.gate}: {refused.reason}"
+        return self.decision.reason
 
     def frame(self, cards: pl.DataFrame, effective_from: date) -> pl.DataFrame:
         """The leaderboard rows with the evaluation's columns: the stored ``champion`` value."""
         proposed = self.decision.chosen.version if self.decision.promoted else None
+        mine = pl.col("model_version") == (proposed or "")
+        refused = self.refused_by
+
+        def on_proposal(value: Any, dtype: Any) -> pl.Expr:
+            return pl.when(mine).then(pl.lit(value, dtype=dtype)).otherwise(None)
+
         return cards.with_columns(
             pl.lit(effective_from, dtype=pl.Date).alias("effective_from"),
             pl.lit(self.decision.baseline_topped).alias("baseline_topped"),
-            (pl.col("model_version") == (proposed or "")).alias("proposed"),
+            mine.alias("proposed"),
             pl.lit(self.serves_ok if proposed else None, dtype=pl.Boolean).alias("serves"),
-            pl.lit(
-                self.decision.reason
-                if self.serves_ok
-                else f"{self.decision.reason}; not serving: {self.serves_detail[-300:]}"
-            ).alias("evaluation"),
+            pl.lit(self.reason).alias("evaluation"),
+            pl.lit(gates.dumps(self.gates)).alias("gates"),
+            pl.lit(refused.gate if refused else None, dtype=pl.String).alias("refused_by"),
+            on_proposal(
+                json.dumps(self.segments, sort_keys=True) if self.segments else None, pl.String
+            ).alias("segment_scores"),
+            *(
+                on_proposal(self.serving.get(key), pl.Float64).alias(column)
+                for key, column in SERVE_COLUMNS.items()
+            ),
         )
 
 
@@ -123,6 +163,8 @@ def model_card(
     leaderboard: list[Entry],
     decision: Decision,
     plot_links: dict[str, str] | None = None,
+    gate_results: Sequence[gates.GateResult] = (),
+    serving: dict[str, float | None] | None = None,
 ) -> str:
     chosen = decision.chosen
     lines = [
@@ -141,6 +183,17 @@ def model_card(
         "",
         ", ".join(f"`{c}`" for c in spec.model_feature_columns),
     ]
+    if gate_results:
+        lines += ["", "## Gates", "", gates.markdown(gate_results)]
+    if serving and serving.get("p99_ms") is not None:
+        lines += [
+            "",
+            "## Serving",
+            "",
+            f"Single-row latency p50 {serving['p50_ms']:.3f} ms, p99 {serving['p99_ms']:.3f} ms "
+            f"(endpoint prediction path, fresh process); load {serving['load_seconds']:.2f} s; "
+            f"size {serving['model_bytes'] or 0:,.0f} bytes.",
+        ]
     if chosen is not None and chosen.run_id:
         lines += ["", "## Plots", ""]
         for name, url in (plot_links or {}).items():
@@ -158,32 +211,97 @@ def evaluate(
     cards: pl.DataFrame,
     holdout: pl.DataFrame,
     training_date: str,
+    limits: GateThresholds | None = None,
     mlflow_url: str | None = None,
 ) -> Evaluation:
-    """The leaderboard of one training date, its proposal and whether the proposal serves.
+    """The leaderboard of one training date, its proposal, whether the proposal serves (and
+    what serving it costs), and the gates decided on the proposal alone.
 
     With ``mlflow_url`` (the MLflow UI's base URL) the model card shows the proposal's plots."""
     from mlops_assets.ml import registry as mlreg
 
+    limits = limits or GateThresholds()
+    metric = spec.training.metric
     leaderboard = entries_from_cards(cards)
-    decision = decide(leaderboard, None, spec.training.metric, 0.0, spec.training.baseline_margin)
+    decision = decide(leaderboard, None, metric, 0.0, spec.training.baseline_margin)
     serves_ok, serves_detail = True, "no proposal to load"
-    if decision.promoted and decision.chosen is not None:
+    results: list[gates.GateResult] = []
+    segments, serving = None, {}
+    chosen = decision.chosen if decision.promoted else None
+    if chosen is not None:
         with tempfile.TemporaryDirectory(prefix="mlops_serves_") as tmp:
             sample = mlreg.write_sample_csv(
                 holdout, spec.model_feature_columns, Path(tmp) / "sample.csv"
             )
             serves_ok, serves_detail = mlreg.check_serves(
-                registry.tracking_uri, registry.model_name, decision.chosen.version, sample
+                registry.tracking_uri,
+                registry.model_name,
+                chosen.version,
+                sample,
+                calls=limits.serving_calls,
             )
-    chosen = decision.chosen
+    if chosen is not None and serves_ok:
+        serving = mlreg.serve_measurements(serves_detail)
+        model = mlreg.load_model_version(registry.model_name, chosen.version, registry.tracking_uri)
+        predicted = model.predict(holdout)
+        segments = gates.segment_scores(holdout, predicted, spec)
+        baseline = decision.best_baseline
+        results = [
+            gates.business_benchmark(holdout, predicted, spec, limits),
+            gates.target_leak(
+                gates.feature_leak_scores(holdout, spec),
+                chosen.value(metric),
+                baseline.value(metric) if baseline is not None else None,
+                limits,
+                metric,
+            ),
+        ]
+    leader = decision.chosen
     plots = (
-        mlreg.plot_urls(chosen.run_id, mlflow_url)
-        if mlflow_url and chosen and chosen.run_id
+        mlreg.plot_urls(leader.run_id, mlflow_url)
+        if mlflow_url and leader and leader.run_id
         else None
     )
-    card = model_card(spec, training_date, _windows(cards), leaderboard, decision, plots)
-    return Evaluation(decision, leaderboard, serves_ok, serves_detail, card)
+    card = model_card(
+        spec,
+        training_date,
+        _windows(cards),
+        leaderboard,
+        decision,
+        plots,
+        gate_results=results,
+        serving=serving,
+    )
+    return Evaluation(
+        decision, leaderboard, serves_ok, serves_detail, card, results, segments, serving
+    )
+
+
+def reference_comparison(
+    leaderboard: Sequence[Entry],
+    alias: str,
+    version: str,
+    scored: dict[str, float] | str,
+    metric: str,
+) -> str:
+    """Markdown: every candidate against another stage's model (e.g. prod's ``butterfly`` held
+    in staging's registry) on the same holdout. Informational: it decides nothing."""
+    lines = [f"## Against `{alias}` (v{version}) on the same holdout", ""]
+    if isinstance(scored, str):
+        return "\n".join([*lines, f"`{alias}` could not be scored: {scored}"])
+    reference = float(scored.get(metric, math.inf))
+    lines += [
+        f"`{alias}` scores {metric} {reference:.4f}.",
+        "",
+        f"| candidate | role | {metric} | vs {alias} |",
+        "|---|---|---|---|",
+    ]
+    for entry in sorted(leaderboard, key=lambda e: e.value(metric)):
+        gain = relative_improvement(entry.value(metric), reference)
+        lines.append(
+            f"| {entry.name} | {entry.role} | {entry.value(metric):.4f} | {gain:+.1%} better |"
+        )
+    return "\n".join(lines)
 
 
 def _windows(cards: pl.DataFrame) -> dict[str, str]:
@@ -214,6 +332,9 @@ HISTORY_SCHEMA = {
     "reason": pl.String,
     "approved_by": pl.String,
     "evaluation_key": pl.String,
+    "gates": pl.String,
+    "serving_gate": pl.String,
+    "incumbent_segments": pl.String,
 }
 
 RELEASE_SCHEMA = {
@@ -228,8 +349,9 @@ RELEASE_SCHEMA = {
     "recorded_at": pl.Datetime("us"),
 }
 
-# Scores the version ``v`` on the holdout window ``[start, end]``: its metrics, or an error text.
-ScoreFn = Callable[[str, date, date], "dict[str, float] | str"]
+# Scores the version ``v`` on the holdout window ``[start, end]``: its metrics (and, under
+# ``"segments"``, its :func:`gates.segment_scores`), or an error text.
+ScoreFn = Callable[[str, date, date], "dict[str, Any] | str"]
 
 
 def empty_history() -> pl.DataFrame:
@@ -243,7 +365,15 @@ def empty_releases() -> pl.DataFrame:
 def evaluation_key(rows: pl.DataFrame) -> str:
     """What a training date's decision depends on besides the incumbent: its candidates'
     versions, scores and proposal."""
-    cols = ["candidate", "model_version", "proposed", "serves", *METRIC_COLUMNS]
+    cols = [
+        "candidate",
+        "model_version",
+        "proposed",
+        "serves",
+        "refused_by",
+        "segment_scores",
+        *METRIC_COLUMNS,
+    ]
     present = [c for c in cols if c in rows.columns]
     body = rows.select(present).sort("candidate").to_dicts()
     return hashlib.sha256(json.dumps(body, default=str).encode()).hexdigest()[:16]
@@ -265,18 +395,27 @@ def decide_history(
     gated: bool,
     score: ScoreFn,
     previous: pl.DataFrame | None = None,
+    limits: GateThresholds | None = None,
 ) -> pl.DataFrame:
     """Every decision in order: one per evaluated training date (at its cut-off) and one per
     release decision (at its effective day, after the training decisions of that day).
 
     ``score`` re-scores an incumbent on a date's holdout; a score already in ``previous`` for
-    the same date, incumbent and evaluation is reused (scores are a function of those)."""
-    memo: dict[tuple[date, str, str], float] = {}
+    the same date, incumbent and evaluation is reused (scores are a function of those). A
+    proposal that would replace the incumbent must also pass the gates that compare it with
+    the incumbent (``segment_guardrail``, ``serving_budget``; ``limits``); a refusal keeps
+    the incumbent (action ``refused``)."""
+    limits = limits or GateThresholds()
+    memo: dict[tuple[date, str, str], tuple[float, str | None]] = {}
     if previous is not None and previous.height:
+        has_segments = "incumbent_segments" in previous.columns
         for row in previous.filter(pl.col("kind") == TRAINING).iter_rows(named=True):
             if row["from_version"] and row["incumbent_score"] is not None:
                 key = (row["training_date"], row["from_version"], row["evaluation_key"])
-                memo[key] = row["incumbent_score"]
+                segs = row["incumbent_segments"] if has_segments else None
+                if segs is not None or not has_segments:
+                    memo[key] = (row["incumbent_score"], segs)
+    measured = _measured(evaluations)
     roles = {
         str(r["model_version"]): (r["candidate"], r["role"])
         for r in evaluations.iter_rows(named=True)
@@ -303,6 +442,8 @@ def decide_history(
                 gated,
                 score,
                 memo,
+                limits,
+                measured,
             )
         else:
             row = _release_decision(payload, state, roles)
@@ -321,18 +462,22 @@ def _training_decision(
     promotion_margin: float,
     gated: bool,
     score: ScoreFn,
-    memo: dict[tuple[date, str, str], float],
+    memo: dict[tuple[date, str, str], tuple[float, str | None]],
+    limits: GateThresholds,
+    measured: dict[str, dict[str, float | None]],
 ) -> dict[str, Any]:
     """One training date against the champion in force: its evaluation already applied the
-    baseline rule with the settings of its own run; here only the incumbent is compared."""
+    baseline rule and the candidate's own gates with the settings of its own run; here the
+    incumbent is compared, on the metric and by the gates that need it."""
     key = evaluation_key(rows)
     proposal = rows.filter(pl.col("proposed"))
     chosen = entries_from_cards(proposal)[0] if proposal.height else None
     keeping = f"keeping {state.candidate} (v{state.version})" if state.version else "no champion"
     topped = bool(rows["baseline_topped"][0]) if "baseline_topped" in rows.columns else False
-    incumbent_score = None
+    results = gates.loads(rows["gates"][0]) if "gates" in rows.columns else []
+    incumbent_score, incumbent_segments = None, None
     if state.version is not None:
-        incumbent_score = memo.get((day, state.version, key))
+        incumbent_score, incumbent_segments = memo.get((day, state.version, key), (None, None))
         if incumbent_score is None:
             first = rows.row(0, named=True)
             scored = score(
@@ -345,11 +490,19 @@ def _training_decision(
             incumbent_score = (
                 float(scored.get(metric, math.inf)) if isinstance(scored, dict) else math.inf
             )
+            segs = scored.get("segments") if isinstance(scored, dict) else None
+            incumbent_segments = json.dumps(segs, sort_keys=True) if segs else None
+    serving_gate = None
+    refused_by = (
+        proposal["refused_by"][0] if proposal.height and "refused_by" in proposal.columns else None
+    )
     if chosen is None:
         evaluated = str(rows["evaluation"][0]).removesuffix("; no champion yet")
         action, reason = "keep", f"{evaluated}; {keeping}"
     elif not bool(proposal["serves"][0]):
         action, reason = "keep_not_serving", f"{proposal['evaluation'][0]}; {keeping}"
+    elif refused_by:
+        action, reason = "refused", f"{proposal['evaluation'][0]}; {keeping}"
     elif incumbent_score is None:
         action, reason = "first", str(proposal["evaluation"][0])
     else:
@@ -362,6 +515,25 @@ def _training_decision(
         else:
             action = "keep"
             reason = f"{label} does not beat {against} by {promotion_margin:.1%}; {keeping}"
+    if action in ("first", "promote") and chosen is not None:
+        segs = proposal["segment_scores"][0] if "segment_scores" in proposal.columns else None
+        guard = gates.segment_guardrail(
+            json.loads(segs) if segs else None,
+            json.loads(incumbent_segments) if incumbent_segments else None,
+            limits,
+            metric,
+        )
+        budget = gates.serving_budget(
+            measured.get(str(chosen.version)),
+            measured.get(str(state.version)) if state.version else None,
+            limits,
+        )
+        results.append(guard)
+        serving_gate = gates.dumps([budget])
+        refusal = gates.first_refusal([guard, budget])
+        if refusal is not None:
+            action = "refused"
+            reason = f"{reason}; refused by gate {refusal.gate}: {refusal.reason}; {keeping}"
     if action in ("first", "promote") and chosen is not None:
         if gated:
             action = "propose"
@@ -386,7 +558,27 @@ def _training_decision(
         "reason": reason,
         "approved_by": None,
         "evaluation_key": key,
+        "gates": gates.dumps(results) if results else None,
+        "serving_gate": serving_gate,
+        "incumbent_segments": incumbent_segments,
     }
+
+
+def _measured(evaluations: pl.DataFrame) -> dict[str, dict[str, float | None]]:
+    """What the serve check measured for each proposed version (its latest evaluation)."""
+    if "serve_p99_ms" not in evaluations.columns:
+        return {}
+    rows = evaluations.filter(pl.col("serve_p99_ms").is_not_null()).sort("training_date")
+    return {
+        str(r["model_version"]): {key: r[column] for key, column in SERVE_COLUMNS.items()}
+        for r in rows.iter_rows(named=True)
+    }
+
+
+def gate_results(row: dict[str, Any]) -> dict[str, gates.GateResult]:
+    """The gate results a training decision recorded, by gate name."""
+    found = gates.loads(row.get("gates")) + gates.loads(row.get("serving_gate"))
+    return {r.gate: r for r in found}
 
 
 def _release_decision(
@@ -411,6 +603,9 @@ def _release_decision(
         "reason": row["reason"],
         "approved_by": row["approved_by"],
         "evaluation_key": None,
+        "gates": None,
+        "serving_gate": None,
+        "incumbent_segments": None,
     }
 
 
@@ -517,3 +712,23 @@ def history_markdown(history: pl.DataFrame) -> str:
 def baseline_in_force(history: pl.DataFrame) -> Sequence[dict[str, Any]]:
     """Decisions after which a baseline was in force (must be none)."""
     return history.filter(pl.col("role") == "baseline").to_dicts()
+
+
+def latest_training(history: pl.DataFrame) -> dict[str, Any] | None:
+    training = history.filter(pl.col("kind") == TRAINING).sort("seq")
+    return training.row(-1, named=True) if training.height else None
+
+
+def gates_markdown(history: pl.DataFrame) -> str:
+    """The gates of every training decision, latest first: gate, verdict, observed, threshold."""
+    lines = []
+    for row in history.filter(pl.col("kind") == TRAINING).sort("seq", descending=True).to_dicts():
+        results = list(gate_results(row).values())
+        if results:
+            lines += [
+                f"**{row['training_date']}: {row['action']}**",
+                "",
+                gates.markdown(results),
+                "",
+            ]
+    return "\n".join(lines) or "no gate was evaluated (no proposal)"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.environments import Settings
+from mlops_assets.environments import GATE_NAMES, Settings
 from mlops_assets.ml.promotion import CHAMPION_ALIAS, HISTORY_TABLE, TRAINING, PromotionError
 
 EXPERIMENT = "mlops_assets"
@@ -70,8 +70,13 @@ def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
                 records[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
             ):
                 evaluation = record.dagster_event.event_specific_data
+                # A promotion gate that only warns in the source environment does not block.
+                warned = (
+                    evaluation.check_name in GATE_NAMES
+                    and evaluation.severity == dg.AssetCheckSeverity.WARN
+                )
                 if evaluation.asset_key == dg.AssetKey(key):
-                    checks[evaluation.check_name] = bool(evaluation.passed)
+                    checks[evaluation.check_name] = bool(evaluation.passed) or warned
     if not checks:
         raise PromotionError(f"the runs of {settings.env}'s champion decision reported no checks")
     return training_date, checks
@@ -222,3 +227,14 @@ def record(p: ReleasePlan, target: Settings, version: str, now: datetime | None 
     with open(path, "a") as fh:
         fh.write(json.dumps(entry, default=str) + "\n")
     return entry
+
+
+def mark_in_source(p: ReleasePlan, source: Settings, target: Settings) -> None:
+    """Record the new champion of ``target`` in the source registry under the target's stage
+    alias (staging's registry then holds prod's `butterfly`). Only promotion moves it there:
+    the source environment's own decision history moves its own aliases only."""
+    from mlops_assets.ml import registry
+
+    registry.set_aliases(
+        p.source_model, p.source_version, [target.stage_alias], source.mlflow_tracking_uri
+    )

@@ -20,6 +20,7 @@ import logging
 import sys
 from typing import Any
 
+from mlops_assets.environments import STAGE_ALIASES
 from mlops_assets.serving.config import ServingConfig
 
 DEFAULT_HOST = "127.0.0.1"
@@ -150,6 +151,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             default=None,
             help=f"(default {default})",
         )
+    parser.add_argument(
+        "--alias",
+        choices=("champion", *STAGE_ALIASES.values()),
+        default=None,
+        help="serve the model this registry alias points at (default champion; any stage "
+        "alias the environment's registry holds: larva, chrysalis, butterfly)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )

@@ -133,7 +133,10 @@ def source_schema(spec: DatasetSpec) -> dict[str, str]:
     """Column name -> numeric | categorical | date, as the source really has it (a CSV's kinds
     are inferred from every row, not the first ones)."""
     if spec.source.kind == "simulator":
-        return dict(SIMULATOR_KINDS)
+        kinds = dict(SIMULATOR_KINDS)
+        if spec.source.options.get("leak_column"):
+            kinds[str(spec.source.options["leak_column"])] = NUMERIC
+        return kinds
     import polars as pl
 
     if spec.source.kind == "csv":

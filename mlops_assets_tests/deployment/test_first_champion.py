@@ -74,7 +74,17 @@ def test_the_champion_beats_the_best_baseline_on_the_holdout(world: World, first
         "one_decision_per_training_date": True,
         "champion_in_force_never_baseline": True,
         "no_regression_vs_incumbent": True,
+        "segment_guardrail": True,
+        "business_benchmark": True,
+        "serving_budget": True,
+        "target_leak": True,
     }
+    # The first champion passed every gate it met; the incumbent-relative ones had none to
+    # compare with.
+    verdicts = {
+        n: checks[n].metadata["verdict"].value for n in ("segment_guardrail", "target_leak")
+    }
+    assert verdicts == {"segment_guardrail": "n/a", "target_leak": "pass"}
     assert first_champion.metadata(CHAMPION)["proposal"].value == decision["to_version"]
     meta = first_champion.metadata(HISTORY)
     assert meta["aliases_moved"].value is True

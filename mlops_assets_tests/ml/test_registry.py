@@ -1,7 +1,9 @@
 """MLflow access against a real SQLite store under a temporary folder: each candidate's run read
 back (params, metrics, tags, both plots), its registered version with pinned requirements,
 idempotent re-logging, aliases that move and load (also through mlflow.pyfunc), and the
-fresh-process serving check on a good and on a corrupted version."""
+fresh-process serving check on a good and on a corrupted version, and what it measures (latency
+through the endpoint's path, load time, size): a candidate of many more trees is over prod's
+serving budget and only warns in dev."""
 
 from __future__ import annotations
 
@@ -207,6 +209,48 @@ def test_check_serves_passes_on_a_good_version(
     )
     assert ok, detail
     assert '"rows": 20' in detail
+    measured = registry.serve_measurements(detail)
+    assert 0 < measured["p50_ms"] <= measured["p99_ms"]
+    assert measured["load_seconds"] > 0 and measured["model_bytes"] > 10_000
+
+
+def test_a_slow_candidate_is_over_prods_serving_budget_and_warns_in_dev(
+    store: Store,
+    train: pl.DataFrame,
+    holdout: pl.DataFrame,
+    spec: DatasetSpec,
+    windows: Windows,
+    tmp_path: Path,
+) -> None:
+    from mlops_assets.environments import load_settings
+    from mlops_assets.ml import gates
+    from mlops_assets.ml.candidates import lightgbm_candidate
+    from mlops_assets.ml.training import train_and_score
+
+    slow = lightgbm_candidate("lgbm_slow", num_leaves=31, min_data_in_leaf=5, num_boost_round=800)
+    result = train_and_score(slow, train, holdout, spec, seed=7)
+    logged = registry.log_candidate(
+        experiment_id=store.experiment_id,
+        candidate=slow,
+        result=result,
+        windows=windows,
+        registered_model_name=MODEL_NAME,
+        partition=PARTITION,
+        data_fingerprint=store.fingerprint,
+    )
+    sample = registry.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
+    measured = {}
+    for name, version in (("small", store.logged["lgbm_small"].version), ("slow", logged.version)):
+        ok, detail = registry.check_serves(store.uri, MODEL_NAME, version, sample, calls=200)
+        assert ok, detail
+        measured[name] = registry.serve_measurements(detail)
+    assert measured["slow"]["model_bytes"] > 5 * measured["small"]["model_bytes"]
+    prod = load_settings("prod").thresholds.gates
+    dev = load_settings("dev").thresholds.gates
+    refused = gates.serving_budget(measured["slow"], measured["small"], prod)
+    assert refused.verdict == gates.REFUSE, refused
+    assert "the incumbent's" in refused.reason
+    assert gates.serving_budget(measured["slow"], measured["small"], dev).verdict == gates.WARN
 
 
 def test_check_serves_fails_on_a_corrupted_artifact(

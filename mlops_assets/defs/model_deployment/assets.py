@@ -19,6 +19,7 @@ from mlops_assets.defs.common import (
 from mlops_assets.defs.model_deployment.checks import (
     champion_check_results,
     champion_check_specs,
+    gate_limits,
     history_check_results,
     history_check_specs,
 )
@@ -61,7 +62,9 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
-        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.selection"),
+        code_version=code_version(
+            "mlops_assets.ml.promotion", "mlops_assets.ml.selection", "mlops_assets.ml.gates"
+        ),
         metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "champion")),
         ins={c.asset_name: dg.AssetIn() for c in CANDIDATES},
         deps=["labeled_examples"],
@@ -82,7 +85,7 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
     ):
         import polars as pl
 
-        from mlops_assets.ml import promotion, registry, training
+        from mlops_assets.ml import gates, promotion, registry, training
 
         cutoff = training_cutoff(context)
         mlflow.experiment_id()
@@ -98,12 +101,15 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
             holdout=holdout,
             training_date=context.partition_key,
             mlflow_url=mlflow.ui_base,
+            limits=gate_limits(p),
         )
+        comparisons = _stage_comparisons(mlflow, warehouse.get(), evaluation, w)
+        card = "\n\n".join([evaluation.model_card, *comparisons])
         if evaluation.proposal is not None:
             registry.set_version_description(
                 mlflow.registered_model,
                 evaluation.proposal.version,
-                evaluation.model_card,
+                card,
                 mlflow.tracking_uri,
             )
         yield dg.Output(
@@ -111,7 +117,9 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
             metadata={
                 **evaluation.decision.metadata(),
                 "proposal": evaluation.proposal.version if evaluation.proposal else "none",
-                "model_card": dg.MetadataValue.md(evaluation.model_card),
+                "refused_by": evaluation.refused_by.gate if evaluation.refused_by else "none",
+                "gates": dg.MetadataValue.md(gates.markdown(evaluation.gates)),
+                "model_card": dg.MetadataValue.md(card),
             },
         )
         yield from champion_check_results(p, evaluation)
@@ -173,7 +181,9 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
-        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.selection"),
+        code_version=code_version(
+            "mlops_assets.ml.promotion", "mlops_assets.ml.selection", "mlops_assets.ml.gates"
+        ),
         metadata=schema_metadata(spec, "champion_history"),
         ins={
             "champion": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
@@ -220,6 +230,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
             gated=limits.approval_gated,
             score=lambda v, start, end: _score(mlflow, wh, v, start, end),
             previous=previous if previous.width else None,
+            limits=gate_limits(p),
         )
         target = mlflow.registry(settings.stage_alias)
         before = registry.get_alias_version(target.model_name, "champion", target.tracking_uri)
@@ -230,6 +241,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
             "aliases_before": before or "none",
             "dry_run": config.dry_run,
             "history": dg.MetadataValue.md(promotion.history_markdown(history)),
+            "gates": dg.MetadataValue.md(promotion.gates_markdown(history)),
         }
         if config.dry_run:
             context.log_event(dg.AssetObservation("champion_history", metadata=metadata))
@@ -250,24 +262,89 @@ def build_history(p: Project) -> dg.AssetsDefinition:
                 f"{row['proposed_candidate']} v{row['proposed_version']}: {row['reason']}",
                 run_id=context.run_id,
             )
+        for row in _new_refusals(history, previous):
+            gate = row["refused_gate"]
+            alerts.send(
+                kind="gate",
+                asset="champion_history",
+                partition=str(row["training_date"]),
+                cause=f"promotion refused by {gate}",
+                message=f"training date {row['training_date']}: {row['proposed_candidate']} "
+                f"v{row['proposed_version']} refused by gate {gate}: {row['reason']}",
+                run_id=context.run_id,
+            )
         yield dg.Output(history, metadata={**metadata, "aliases_moved": after != before})
         yield from history_check_results(p, history)
 
     return champion_history
 
 
-def _score(mlflow: MlflowResource, wh, version: str, start: date, end: date):
-    """The metrics of ``version`` on the labeled examples of ``[start, end]``, or why not."""
-    from mlops_assets.ml import registry
-    from mlops_assets.ml.training import score
+def _score(mlflow: MlflowResource, wh, version: str, start: date, end: date, name=None):
+    """The metrics of ``version`` on the labeled examples of ``[start, end]`` and its scores per
+    segment (under ``segments``), or why not."""
+    from mlops_assets.ml import gates, registry
+    from mlops_assets.ml.training import PREDICTION, score
 
-    holdout = wh.read("labeled_examples", project().spec.date_column, start, end + timedelta(1))
+    spec = project().spec
+    holdout = wh.read("labeled_examples", spec.date_column, start, end + timedelta(1))
     try:
-        model = registry.load_model_version(mlflow.registered_model, version, mlflow.tracking_uri)
-        metrics, _ = score(model, holdout, project().spec)
+        model = registry.load_model_version(
+            name or mlflow.registered_model, version, mlflow.tracking_uri
+        )
+        metrics, rows = score(model, holdout, spec)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
-    return metrics
+    ordered = holdout.sort([spec.date_column, spec.event_key])
+    segments = gates.segment_scores(ordered, rows[PREDICTION].to_numpy(), spec)
+    return {**metrics, "segments": segments}
+
+
+# Other stages' aliases an environment's registry may hold (read-only there): staging holds
+# prod's `butterfly` once a promotion has copied its champion into prod.
+def _stage_comparisons(mlflow: MlflowResource, wh, evaluation, windows) -> list[str]:
+    """Markdown: every candidate against each other stage's model this registry holds, on the
+    same holdout (informational, on the model card)."""
+    from mlops_assets.environments import STAGE_ALIASES
+    from mlops_assets.ml import promotion, registry
+
+    out = []
+    for alias in STAGE_ALIASES.values():
+        if alias == project().settings.stage_alias:
+            continue
+        version = registry.get_alias_version(mlflow.registered_model, alias, mlflow.tracking_uri)
+        if version is None:
+            continue
+        scored = _score(mlflow, wh, version, windows.holdout_start, windows.holdout_end)
+        if isinstance(scored, dict):
+            scored = {k: v for k, v in scored.items() if k != "segments"}
+        out.append(
+            promotion.reference_comparison(
+                evaluation.leaderboard, alias, version, scored, project().spec.training.metric
+            )
+        )
+    return out
+
+
+def _new_refusals(history, previous) -> list[dict]:
+    """Training decisions refused by a gate that the stored history did not hold yet, each with
+    the gate that refused it."""
+    import polars as pl
+
+    from mlops_assets.ml import promotion
+
+    def refused(frame) -> list[dict]:
+        if not frame.width or "gates" not in frame.columns:
+            return []
+        out = []
+        for row in frame.filter(pl.col("action") == "refused").iter_rows(named=True):
+            gate = next(
+                (r.gate for r in promotion.gate_results(row).values() if r.refused), "unknown"
+            )
+            out.append({**row, "refused_gate": gate})
+        return out
+
+    known = {(r["training_date"], r["proposed_version"]) for r in refused(previous)}
+    return [r for r in refused(history) if (r["training_date"], r["proposed_version"]) not in known]
 
 
 def _new_proposals(history, previous) -> list[dict]:

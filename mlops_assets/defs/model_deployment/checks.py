@@ -22,6 +22,27 @@ CHAMPION_SERVES = "champion_serves"
 ONE_DECISION = "one_decision_per_training_date"
 IN_FORCE_NOT_BASELINE = "champion_in_force_never_baseline"
 NO_REGRESSION = "no_regression_vs_incumbent"
+# The promotion gates (mlops_assets.ml.gates), one check each on the decision history.
+GATE_DESCRIPTIONS = {
+    "segment_guardrail": "No segment holding at least {segment_min_share:.0%} of the holdout's "
+    "cost (volume without a cost column) scores worse than the incumbent on it by more than "
+    "{segment_margin:.0%}.",
+    "business_benchmark": "Bias of the total within -{bias_under_max:.0%}..+{bias_over_max:.0%} "
+    "and, with a cost column, predicted cost per outcome within {cost_per_outcome_band:.0%} of "
+    "the actual (cost-weighted over segments).",
+    "serving_budget": "Single-row p99 latency at most {serving_p99_factor:.1f}x and size at most "
+    "{serving_size_factor:.1f}x the incumbent's, measured in the fresh-process serve check.",
+    "target_leak": "No feature predicts the target almost alone (one-feature model at most "
+    "{leak_feature_ratio:.0%} of the best baseline's error, or correlation at least "
+    "{leak_correlation:.2f}), and no proposal at most {leak_champion_ratio:.0%} of it.",
+}
+
+
+def gate_limits(p: Project):
+    """The environment's gate thresholds with the dataset spec's overrides applied."""
+    from mlops_assets.dataset import gate_overrides
+
+    return p.settings.thresholds.gates.with_overrides(gate_overrides(p.spec, p.settings.env))
 
 
 def champion_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
@@ -100,7 +121,23 @@ def champion_check_results(p: Project, ev: Evaluation) -> list[dg.AssetCheckResu
 
 def history_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
     strict = p.settings.thresholds.strict
-    return [
+    limits = gate_limits(p)
+    gate_specs = [
+        dg.AssetCheckSpec(
+            name,
+            asset="champion_history",
+            blocking=False,
+            description=text.format(**limits.__dict__)
+            + (
+                " Refuses the promotion in this environment (the incumbent stays, one alert)."
+                if limits.blocks(name)
+                else " Warns in this environment."
+            )
+            + " Reports the latest training decision's gate.",
+        )
+        for name, text in GATE_DESCRIPTIONS.items()
+    ]
+    return gate_specs + [
         dg.AssetCheckSpec(
             ONE_DECISION,
             asset="champion_history",
@@ -136,7 +173,7 @@ def history_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetChe
         (pl.col("to_version") != pl.col("from_version")) & pl.col("incumbent_score").is_not_null()
     )
     worse = changed.filter(pl.col("chosen_score") >= pl.col("incumbent_score"))
-    return [
+    return _gate_check_results(p, history) + [
         dg.AssetCheckResult(
             check_name=ONE_DECISION,
             passed=not repeated,
@@ -168,3 +205,51 @@ def history_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetChe
             },
         ),
     ]
+
+
+def _gate_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetCheckResult]:
+    """Each gate as the latest training decision recorded it (never re-evaluated here)."""
+    import polars as pl
+
+    from mlops_assets.ml import promotion
+
+    limits = gate_limits(p)
+    latest = promotion.latest_training(history)
+    recorded = promotion.gate_results(latest) if latest else {}
+    training = history.filter(pl.col("kind") == promotion.TRAINING).to_dicts()
+    out = []
+    for name in GATE_DESCRIPTIONS:
+        result = recorded.get(name)
+        refusals = sum(
+            1
+            for row in training
+            if row["action"] == "refused"
+            and (r := promotion.gate_results(row).get(name)) is not None
+            and r.refused
+        )
+        metadata = {
+            "training_date": str(latest["training_date"]) if latest else "none",
+            "verdict": result.verdict if result else "not evaluated (no proposal)",
+            "observed": _num(result.observed if result else None),
+            "threshold": _num(result.threshold if result else None),
+            "reason": result.reason if result else "no proposal reached this gate",
+            "blocking_here": limits.blocks(name),
+            "decisions_refused_by_gate": refusals,
+            "training_decisions": len(training),
+        }
+        for key, value in (result.counts if result else {}).items():
+            if isinstance(value, int | float):
+                metadata[f"count_{key}"] = _num(float(value))
+        out.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=result is None or result.passed,
+                severity=(
+                    dg.AssetCheckSeverity.ERROR
+                    if limits.blocks(name)
+                    else dg.AssetCheckSeverity.WARN
+                ),
+                metadata=metadata,
+            )
+        )
+    return out
