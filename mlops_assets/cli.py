@@ -308,6 +308,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from mlops_assets.environments import load_settings
     from mlops_assets.ml import promotion, release
     from mlops_assets.ml.promotion import PromotionError
+    from mlops_assets.release_checks import champion_checks
 
     if args.training_date:
         return _promote_proposal(args)
@@ -316,7 +317,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return 2
     source, target = load_settings(args.source), load_settings(args.target)
     try:
-        plan = release.plan(source, target, args.approved_by, args.reason)
+        plan = release.plan(source, target, args.approved_by, args.reason, champion_checks)
     except PromotionError as exc:
         print(f"error: promotion refused: {exc}", file=sys.stderr)
         return 2

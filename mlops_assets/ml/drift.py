@@ -23,8 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +31,7 @@ from typing import Any
 
 import polars as pl
 
+from mlops_assets.atomic import write_atomic, write_text_atomic
 from mlops_assets.dataset import CATEGORICAL, NUMERIC
 from mlops_assets.ml.rules import RuleResult
 
@@ -439,18 +438,7 @@ def save_report(result: DriftResult, html_path: str | Path) -> Path:
     The file is written aside and renamed, so a crash leaves the previous report intact.
     """
     snapshot = _require_snapshot(result)
-    path = Path(html_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        snapshot.save_html(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(html_path, lambda tmp: snapshot.save_html(str(tmp)))
 
 
 def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_name: str) -> str:
@@ -481,18 +469,10 @@ def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_nam
             runs = index.setdefault(str(project.id), {})
             previous = runs.get(name)
             runs[name] = run_id
-            _write_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
+            write_text_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
             if previous and previous in {str(r) for r in workspace.list_runs(project.id)}:
                 workspace.delete_run(project.id, previous)
     return run_id
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def null_share_rule(current: pl.DataFrame, columns: list[str], max_share: float) -> RuleResult:
