@@ -405,11 +405,21 @@ def _promote_proposal(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``python -m benchmarks`` from the repository root (the benchmark is not part of the
+    package: it needs a source checkout)."""
+    import subprocess
     from pathlib import Path
 
-    from mlops_assets.bench import run_benchmark
+    from mlops_assets.environments import REPO_ROOT
 
-    return run_benchmark(Path(args.out), quick=args.quick, only=args.only or ())
+    if not (REPO_ROOT / "benchmarks" / "__main__.py").exists():
+        print(f"error: no benchmarks/ folder in {REPO_ROOT}; run from a source checkout")
+        return 2
+    command = [sys.executable, "-m", "benchmarks", "--out", str(Path(args.out).resolve())]
+    command += ["--quick"] if args.quick else []
+    for group in args.only or ():
+        command += ["--only", group]
+    return subprocess.call(command, cwd=REPO_ROOT)
 
 
 def _print_leaderboard(wh, schema: str, metric: str) -> None:

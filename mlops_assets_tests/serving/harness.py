@@ -39,7 +39,7 @@ from mlops_assets.ml.training import (
 )
 from mlops_assets.storage import champion_pointer, online_store
 from mlops_assets_tests.helpers import FIXED_AS_OF, clean_env
-from mlops_assets_tests.ml.conftest import FIRST_DAY, simulated_examples, small_spec
+from mlops_assets_tests.worlds import FIRST_DAY, simulated_examples, small_spec
 
 AIRINGS_PER_DAY = 120
 SIMULATED_DAYS = 28
