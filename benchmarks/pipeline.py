@@ -81,13 +81,15 @@ class _CycleInputs:
     recent_features: Any
     champion_history: Any
     references: Any
-    upper: dict[str, float]
+    # The champion's training window and the largest outcome seen in it.
+    train_window: tuple[date, date]
+    max_outcome: float | None
 
 
 def _cycle_inputs(p: Any, day: date) -> _CycleInputs:
     import polars as pl
 
-    from mlops_assets.ml import inference, promotion, registry
+    from mlops_assets.ml import promotion, registry
     from mlops_assets.storage.warehouse import Warehouse
 
     spec, settings = p.spec, p.settings
@@ -113,7 +115,8 @@ def _cycle_inputs(p: Any, day: date) -> _CycleInputs:
         references=references.filter(
             (pl.col("model_version") == version) & (pl.col("training_date") == latest)
         ),
-        upper={version: inference.PLAUSIBLE_FACTOR * float(seen[spec.target].max() or 0.0)},
+        train_window=(start, end),
+        max_outcome=seen[spec.target].max(),
     )
 
 
@@ -150,15 +153,15 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
     online_store.publish(F.latest_per_serving_key(spec, recent), scratch / "features.parquet")
     lap("online_features")
     name, uri = settings.registered_model_name, settings.mlflow_tracking_uri
-    predictions = inference.predict_days(
+    predictions = inference.predictions_stage(
         spec,
         features,
+        [day],
         lambda d: promotion.champion_in_force(inputs.champion_history, d),
         lambda v: registry.load_model_version(name, v, uri),
-    )
-    inference.one_per_row(predictions, features, spec.event_key)
-    inference.all_finite(predictions)
-    inference.within_range(predictions, inputs.upper)
+        lambda _v: inputs.train_window,
+        lambda _start, _end: inputs.max_outcome,
+    ).frame
     lap("predictions")
     current = features.join(
         predictions.select(spec.event_key, "prediction", "model_version"), on=spec.event_key

@@ -125,3 +125,33 @@ def test_ml_imports_no_dagster_even_inside_functions() -> None:
         if found:
             offenders[name] = found
     assert offenders == {}
+
+
+DIRECT_PATH = ("_direct_cycle", "_direct_daily", "_cycle_inputs")
+
+
+def test_the_benchmarks_direct_path_imports_no_asset_module() -> None:
+    """The benchmark times the stage functions outside Dagster: its direct path calls the same
+    ``ml/`` functions as the assets and never imports an asset module to copy from it."""
+    path = REPO_ROOT / "benchmarks" / "pipeline.py"
+    tree = ast.parse(path.read_text())
+    functions = [
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in DIRECT_PATH
+    ]
+    assert sorted(f.name for f in functions) == sorted(DIRECT_PATH)
+    imported = set()
+    for function in functions:
+        for node in ast.walk(function):
+            if isinstance(node, ast.ImportFrom):
+                imported.add(node.module or "")
+                imported.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert (
+        "mlops_assets.ml.inference" in imported
+        or "mlops_assets.ml.inference" in {f"{m}" for m in imported}
+        or "mlops_assets.ml" in imported
+    )
+    assets = sorted(m for m in imported if m.endswith(".assets") or ".assets." in m)
+    assert assets == []
+    assert "predictions_stage" in ast.unparse(tree), "the direct path must call the stage function"
