@@ -183,9 +183,11 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
     drift.prediction_drift_rule(result)
     lap("drift_report")
     log = request_log.read_day(settings.request_log_dir, day)
-    metrics = business.business_metrics(predictions, outcomes, events, spec)
-    business.serving_summary(log)
-    business.within_band(metrics.totals()["wape"], [])
+    if "day" not in log.columns:
+        log = log.with_columns(pl.lit(day, dtype=pl.Date).alias("day"))
+    business.business_metrics_stage(
+        spec, [day], predictions, outcomes, events, log, lambda _table: pl.DataFrame(), 28
+    )
     lap("business_metrics")
     return laps
 
