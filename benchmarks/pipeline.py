@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
     import polars as pl
 
     from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks
-    from mlops_assets.ml import business, drift, inference, promotion, registry
+    from mlops_assets.ml import business, drift, inference, monitoring, promotion, registry
     from mlops_assets.ml import features as F
     from mlops_assets.storage import online_store, request_log
     from mlops_assets.storage.sources import read_events, read_outcomes
@@ -163,24 +163,13 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
         lambda _start, _end: inputs.max_outcome,
     ).frame
     lap("predictions")
-    current = features.join(
-        predictions.select(spec.event_key, "prediction", "model_version"), on=spec.event_key
+    empty = (pl.DataFrame(), pl.DataFrame())
+    monitored = monitoring.drift_report_stage(
+        spec, [day], features, predictions, inputs.references, {}, lambda _d: empty, limits
     )
-    numeric, categorical = spec.monitored_numeric, spec.monitored_categorical
-    result = drift.drift_report(
-        inputs.references,
-        current,
-        numeric,
-        categorical,
-        name=day.isoformat(),
-        timestamp=datetime.combine(day, datetime.min.time()),
-        drift_share_max=limits.drift_share_max,
-    )
+    result = monitored.days[0].result
     drift.save_report(result, scratch / f"drift_{day}.html")
     drift.add_to_workspace(result, scratch / "workspace", "bench")
-    drift.drift_share_rule(result, limits.drift_share_max)
-    drift.null_share_rule(current, numeric + categorical, limits.null_share_max)
-    drift.prediction_drift_rule(result)
     lap("drift_report")
     log = request_log.read_day(settings.request_log_dir, day)
     if "day" not in log.columns:
