@@ -1,8 +1,8 @@
 """The ``drift_report`` stage as a pure function: each day's Evidently drift of features and
 predictions against the reference of the champion that made them, its rules, and the
 persistence rule over the days before it (their drift flags as stored, or recomputed from their
-features and predictions when they were not reported yet). Saving the HTML and alerting are the
-caller's."""
+features and predictions when they were not reported yet), and the rules its checks report.
+Saving the HTML and alerting are the caller's."""
 
 from __future__ import annotations
 
@@ -130,11 +130,9 @@ def drift_report_stage(
         if result is None:
             raise MonitoringError(f"no predictions for {day}: nothing to monitor")
         rules = {
-            DRIFT_SHARE: drift.drift_share_rule(result, limits.drift_share_max),
-            NULL_SHARE: drift.null_share_rule(
-                current, numeric + categorical, limits.null_share_max
-            ),
-            PREDICTION_DRIFT: drift.prediction_drift_rule(result),
+            DRIFT_SHARE: drift_share_rule(result, limits.drift_share_max),
+            NULL_SHARE: null_share_rule(current, numeric + categorical, limits.null_share_max),
+            PREDICTION_DRIFT: prediction_drift_rule(result),
         }
         flags[day] = not rules[DRIFT_SHARE].passed
         window = [day - timedelta(days=k) for k in range(limits.drift_persist_m - 1, -1, -1)]
@@ -142,11 +140,11 @@ def drift_report_stage(
             if earlier not in flags and earlier >= spec.start_date:
                 previous, _ = run(earlier)
                 if previous is not None:
-                    passed = drift.drift_share_rule(previous, limits.drift_share_max).passed
+                    passed = drift_share_rule(previous, limits.drift_share_max).passed
                     flags[earlier] = not passed
         recent = [flags[d] for d in window if d in flags]
-        persistent = drift.persistent(recent, limits.drift_persist_n, limits.drift_persist_m)
-        out.append(DayDrift(day, result, current, rules, recent, persistent))
+        lasting = persistent(recent, limits.drift_persist_n, limits.drift_persist_m)
+        out.append(DayDrift(day, result, current, rules, recent, lasting))
         frames.append(result.frame().with_columns(pl.lit(day, dtype=pl.Date).alias("day")))
         frames.append(
             pl.DataFrame(
@@ -160,3 +158,80 @@ def drift_report_stage(
             )
         )
     return DriftStageResult(pl.concat(frames, how="diagonal_relaxed"), out)
+
+
+# The rules the drift checks report -----------------------------------------------------
+
+
+def null_share_rule(current: pl.DataFrame, columns: list[str], max_share: float) -> RuleResult:
+    """Every column's null share (null, NaN or +-inf; an absent column counts as all null) is at
+    most ``max_share``."""
+    shares = drift.missing_shares(current, columns)
+    worst = max(shares, key=shares.__getitem__) if shares else None
+    over = sorted(c for c, s in shares.items() if s > max_share)
+    return RuleResult(
+        not over,
+        round(shares[worst], 4) if worst else 0.0,
+        max_share,
+        {
+            "rows": current.height,
+            "columns_checked": len(columns),
+            "worst_column": worst or "none",
+            "worst_column_nulls": round(shares[worst] * current.height) if worst else 0,
+            "columns_over": ", ".join(over) or "none",
+            "n_columns_over": len(over),
+        },
+    )
+
+
+def drift_share_rule(result: drift.DriftResult, max_share: float) -> RuleResult:
+    """At most ``max_share`` of the tested feature columns drifted; fails when none could be
+    tested (every column empty), since then nothing was checked."""
+    tested = len(result.tested_columns)
+    return RuleResult(
+        tested > 0 and result.drift_share <= max_share,
+        round(result.drift_share, 4),
+        max_share,
+        {
+            "drifted": result.n_drifted,
+            "tested": tested,
+            "empty": len(result.empty_columns),
+            "drifted_columns": ", ".join(result.drifted_columns) or "none",
+            "empty_columns": ", ".join(result.empty_columns) or "none",
+        },
+    )
+
+
+def prediction_drift_rule(result: drift.DriftResult) -> RuleResult:
+    """The prediction's distribution did not drift (by Evidently's test and threshold). Fails
+    when there are no predictions to test."""
+    pred = result.prediction
+    if pred is None or pred.status == drift.STATUS_EMPTY:
+        return RuleResult(
+            False,
+            "no predictions to test",
+            "predictions on both sides",
+            {"rows_current": result.rows_current, "rows_reference": result.rows_reference},
+        )
+    return RuleResult(
+        not pred.drifted,
+        round(pred.score, 6),
+        pred.threshold,
+        {
+            "test": pred.stattest or "none",
+            "drifted": pred.drifted,
+            "mean_current": drift.plain(result.prediction_mean_current),
+            "mean_reference": drift.plain(result.prediction_mean_reference),
+            "std_current": drift.plain(result.prediction_std_current),
+            "std_reference": drift.plain(result.prediction_std_reference),
+            "rows_current": result.sampled_current,
+            "rows_reference": result.sampled_reference,
+        },
+    )
+
+
+def persistent(drift_flags: list[bool], n: int, m: int) -> bool:
+    """Drift on at least ``n`` of the last ``m`` days (flags in day order, oldest first)."""
+    if not 1 <= n <= m:
+        raise ValueError(f"need 1 <= n <= m, got n={n}, m={m}")
+    return sum(bool(f) for f in drift_flags[-m:]) >= n
