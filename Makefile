@@ -32,8 +32,8 @@ demo: $(STAMP)
 	$(BIN)/mlops-assets demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check mlops_assets mlops_assets_tests
-	$(BIN)/ruff format --check mlops_assets mlops_assets_tests
+	$(BIN)/ruff check mlops_assets mlops_assets_tests benchmarks
+	$(BIN)/ruff format --check mlops_assets mlops_assets_tests benchmarks
 
 # The deploy tests start a private PostgreSQL server and the UI tests drive Debian's Chromium
 # (never `playwright install`); install each only if it is missing.

@@ -308,6 +308,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from mlops_assets.environments import load_settings
     from mlops_assets.ml import promotion, release
     from mlops_assets.ml.promotion import PromotionError
+    from mlops_assets.release_checks import champion_checks
 
     if args.training_date:
         return _promote_proposal(args)
@@ -316,7 +317,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return 2
     source, target = load_settings(args.source), load_settings(args.target)
     try:
-        plan = release.plan(source, target, args.approved_by, args.reason)
+        plan = release.plan(source, target, args.approved_by, args.reason, champion_checks)
     except PromotionError as exc:
         print(f"error: promotion refused: {exc}", file=sys.stderr)
         return 2
@@ -406,11 +407,21 @@ def _promote_proposal(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``python -m benchmarks`` from the repository root (the benchmark is not part of the
+    package: it needs a source checkout)."""
+    import subprocess
     from pathlib import Path
 
-    from mlops_assets.bench import run_benchmark
+    from mlops_assets.environments import REPO_ROOT
 
-    return run_benchmark(Path(args.out), quick=args.quick, only=args.only or ())
+    if not (REPO_ROOT / "benchmarks" / "__main__.py").exists():
+        print(f"error: no benchmarks/ folder in {REPO_ROOT}; run from a source checkout")
+        return 2
+    command = [sys.executable, "-m", "benchmarks", "--out", str(Path(args.out).resolve())]
+    command += ["--quick"] if args.quick else []
+    for group in args.only or ():
+        command += ["--only", group]
+    return subprocess.call(command, cwd=REPO_ROOT)
 
 
 def _print_leaderboard(wh, schema: str, metric: str) -> None:

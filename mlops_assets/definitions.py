@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import warnings
 
@@ -14,9 +13,9 @@ from dagster.components.definitions import LazyDefinitions
 from mlops_assets import defs as defs_package
 from mlops_assets.defs.common import project
 from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
+from mlops_assets.environments import WEBHOOK_VAR
 from mlops_assets.storage.io_manager import DuckDBPolarsIOManager
 
-WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK"
 AUTOMATION_SENSOR = "automation"
 DAILY_JOB = "daily_refresh"
 TRAINING_JOB = "train_and_deploy"
@@ -74,8 +73,8 @@ def build_definitions() -> dg.Definitions:
             "alerts": AlertSinkResource(
                 env=settings.env,
                 path=str(settings.alerts_path),
-                webhook_url=dg.EnvVar(WEBHOOK_VAR) if os.environ.get(WEBHOOK_VAR) else None,
-                webhook_format=os.environ.get("MLOPS_ALERT_WEBHOOK_FORMAT", "slack"),
+                webhook_url=dg.EnvVar(WEBHOOK_VAR) if settings.alert_webhook_set else None,
+                webhook_format=settings.alert_webhook_format,
                 ui_base=settings.dagster_url,
             ),
             "mlflow": MlflowResource(
@@ -83,6 +82,7 @@ def build_definitions() -> dg.Definitions:
                 artifacts_dir=str(settings.mlflow_artifacts_dir),
                 registered_model=settings.registered_model_name,
                 ui_base=settings.mlflow_url,
+                experiment=settings.mlflow_experiment,
             ),
         },
         jobs=[

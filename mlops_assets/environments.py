@@ -135,6 +135,12 @@ _THRESHOLDS = {
 }
 
 
+MLFLOW_EXPERIMENT = "mlops_assets"
+WEBHOOK_VAR = "MLOPS_ALERT_WEBHOOK"
+WEBHOOK_FORMAT_VAR = "MLOPS_ALERT_WEBHOOK_FORMAT"
+WEBHOOK_FORMATS = ("slack", "json")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything environment-specific, derived from three variables."""
@@ -152,6 +158,10 @@ class Settings:
     # reached: the run, plot and report links in asset metadata start here.
     mlflow_url: str = DEFAULT_MLFLOW_URL
     reports_url: str = DEFAULT_REPORTS_URL
+    # Whether MLOPS_ALERT_WEBHOOK holds a URL (the URL itself stays a secret: the alert resource
+    # reads it through dg.EnvVar), and the webhook's format (MLOPS_ALERT_WEBHOOK_FORMAT).
+    alert_webhook_set: bool = False
+    alert_webhook_format: str = "slack"
 
     @property
     def env_dir(self) -> Path:
@@ -164,6 +174,17 @@ class Settings:
     @property
     def online_store_path(self) -> Path:
         return self.env_dir / "online_store" / "features.parquet"
+
+    @property
+    def mlflow_experiment(self) -> str:
+        """The MLflow experiment every run of every environment is logged in (one per store)."""
+        return MLFLOW_EXPERIMENT
+
+    @property
+    def champion_pointer_path(self) -> Path:
+        """The version each alias names, published by the decision history beside the online
+        store; the endpoint watches this file, never the registry's database."""
+        return self.online_store_path.parent / "champion.json"
 
     @property
     def request_log_dir(self) -> Path:
@@ -240,6 +261,7 @@ STATE_PATHS = (
     "env_dir",
     "warehouse_path",
     "online_store_path",
+    "champion_pointer_path",
     "request_log_dir",
     "mlflow_db_path",
     "mlflow_artifacts_dir",
@@ -354,5 +376,22 @@ def load_settings(
         dagster_url=_parse_url("MLOPS_DAGSTER_URL"),
         mlflow_url=_parse_url("MLOPS_MLFLOW_URL"),
         reports_url=_parse_url("MLOPS_REPORTS_URL"),
+        alert_webhook_set=bool(os.environ.get(WEBHOOK_VAR)),
+        alert_webhook_format=_parse_webhook_format(os.environ.get(WEBHOOK_FORMAT_VAR)),
     )
     return check_state_paths(settings)
+
+
+def env_name_chosen() -> bool:
+    """Whether MLOPS_ENV names an environment (commands that default to another one ask)."""
+    return bool(os.environ.get("MLOPS_ENV"))
+
+
+def _parse_webhook_format(raw: str | None) -> str:
+    value = raw or "slack"
+    if value not in WEBHOOK_FORMATS:
+        raise SettingsError(
+            f"{WEBHOOK_FORMAT_VAR}={raw!r} is not a webhook format; use one of: "
+            + ", ".join(WEBHOOK_FORMATS)
+        )
+    return value

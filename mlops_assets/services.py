@@ -34,7 +34,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops_assets.environments import REPO_ROOT, Settings, SettingsError, load_settings
+from mlops_assets.environments import (
+    REPO_ROOT,
+    Settings,
+    SettingsError,
+    env_name_chosen,
+    load_settings,
+)
 
 WORKSPACE = REPO_ROOT / "workspace.yaml"
 STOP_GRACE_S = 30.0
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     readonly = args.command in ("ui-readonly", "prod-ops")
     port = args.port or (3001 if readonly else 3000)
     reports_port = args.reports_port or (5002 if readonly else 5001)
-    env_name = None if os.environ.get("MLOPS_ENV") or not readonly else "prod"
+    env_name = None if env_name_chosen() or not readonly else "prod"
     try:
         settings, env = environment(env_name, args.host, port)
     except SettingsError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from mlops_assets.bench import SECTION_TITLES
+from benchmarks.report import SECTION_TITLES
 from mlops_assets.environments import REPO_ROOT
 from mlops_assets_tests.helpers import clean_env
 

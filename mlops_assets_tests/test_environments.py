@@ -2,7 +2,8 @@
 unknown names by listing the valid ones; every path of an environment lives under
 $MLOPS_DATA_DIR/<env>/, and a symbolic link nested in that folder may not lead out of it; stage
 aliases; thresholds tighten towards prod; the clock is fixed by MLOPS_AS_OF; hostile schema
-names are refused; nothing is read at import time."""
+names are refused; the alert webhook's variables are read here and a bad format is refused;
+nothing is read at import time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ PATH_PROPERTIES = (
     "env_dir",
     "warehouse_path",
     "online_store_path",
+    "champion_pointer_path",
     "request_log_dir",
     "mlflow_db_path",
     "mlflow_artifacts_dir",
@@ -180,3 +182,21 @@ def test_nothing_is_read_at_import(tmp_path: Path) -> None:
     assert lines[0] == "imported"
     assert lines[1].startswith("refused: unknown environment 'bogus'")
     assert "dev, staging, prod" in lines[1]
+
+
+def test_alert_webhook_variables_are_read_with_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLOPS_ALERT_WEBHOOK", raising=False)
+    monkeypatch.delenv("MLOPS_ALERT_WEBHOOK_FORMAT", raising=False)
+    settings = load_settings("dev")
+    assert (settings.alert_webhook_set, settings.alert_webhook_format) == (False, "slack")
+    assert settings.mlflow_experiment == "mlops_assets"
+    monkeypatch.setenv("MLOPS_ALERT_WEBHOOK", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("MLOPS_ALERT_WEBHOOK_FORMAT", "json")
+    settings = load_settings("dev")
+    assert (settings.alert_webhook_set, settings.alert_webhook_format) == (True, "json")
+    monkeypatch.setenv("MLOPS_ALERT_WEBHOOK_FORMAT", "teams")
+    with pytest.raises(SettingsError, match="'teams' is not a webhook format; use one of: slack"):
+        load_settings("dev")

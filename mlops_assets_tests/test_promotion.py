@@ -76,6 +76,13 @@ def _promote(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _pointer(pipeline: Pipeline, env: str):
+    from mlops_assets.environments import load_settings
+    from mlops_assets.storage import champion_pointer
+
+    return champion_pointer.read(load_settings(env, pipeline.data_dir).champion_pointer_path)
+
+
 def _alias(pipeline: Pipeline, env: str, alias: str) -> str | None:
     from mlops_assets.environments import load_settings
     from mlops_assets.ml import registry
@@ -110,9 +117,12 @@ def test_promotion_story(staging: Pipeline, monkeypatch: pytest.MonkeyPatch) -> 
     prod_version = _alias(pipeline, "prod", "butterfly")
     assert prod_version is not None
     assert _alias(pipeline, "prod", "champion") == prod_version
-    # Staging's registry now holds prod's stage too, on the promoted staging version.
+    # Staging's registry now holds prod's stage too, on the promoted staging version, and so
+    # does the pointer staging's endpoint follows (beside staging's own aliases).
     assert _alias(pipeline, "staging", "butterfly") == staged
     assert _alias(pipeline, "staging", "chrysalis") == staged
+    pointer = _pointer(pipeline, "staging")
+    assert pointer.version("butterfly") == staged and pointer.version("chrysalis") == staged
 
     from mlops_assets.environments import load_settings
     from mlops_assets.ml import registry

@@ -34,7 +34,7 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str
     artifacts_dir: str
     registered_model: str
-    experiment: str = "mlops_assets"
+    experiment: str
     ui_base: str = "http://127.0.0.1:5000"
 
     def experiment_id(self) -> str:

@@ -16,6 +16,7 @@ Definitions (per group of predicted events whose actual outcome is known):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -309,3 +310,92 @@ def metrics_by_day(
         }
         out.append(DayMetrics(day, results[day], bands))
     return out
+
+
+# The segment value of a day's total row in the business_metrics table.
+TOTAL = "ALL"
+
+
+class ActualsNotLandedError(RuntimeError):
+    """A day's actual outcomes have not landed: its business metrics wait for them."""
+
+
+@dataclass(frozen=True)
+class BusinessMetricsResult:
+    """What the ``business_metrics`` asset stores and reports: the per-segment and total rows
+    of every day, each day's metadata numbers (with its segment table as markdown) and, per
+    banded column, the band rule's verdict over the days (None: the dataset has no cost)."""
+
+    frame: pl.DataFrame
+    per_day: dict[date, dict[str, Any]]
+    bands: dict[str, tuple[bool, dict[str, Any]] | None]
+
+
+def business_metrics_stage(
+    spec: DatasetSpec,
+    days: list[date],
+    predictions: pl.DataFrame,
+    outcomes: pl.DataFrame,
+    events: pl.DataFrame,
+    serving_log: pl.DataFrame,
+    past: Callable[[str], pl.DataFrame],
+    band_days: int,
+) -> BusinessMetricsResult:
+    """The business metrics of ``days`` from their predictions, outcomes and events, each day
+    judged against the band of the ``band_days`` days before it. ``past(table)`` gives the rows
+    of ``predictions``, ``raw_outcomes`` or ``raw_events`` from the band's first day up to the
+    first of ``days``. ActualsNotLandedError naming the days whose outcomes have not landed."""
+    landed = set(outcomes[spec.date_column].unique().to_list()) if outcomes.height else set()
+    missing = [d for d in days if d not in landed]
+    if missing:
+        raise ActualsNotLandedError(
+            f"the {spec.outcome_noun} of {', '.join(map(str, missing))} have not landed yet "
+            f"(they land {spec.label_lag_days} days after the day): business metrics wait for "
+            "actuals"
+        )
+    columns = ("wape", "cost_per_outcome_actual") if spec.cost_column else ("wape",)
+
+    def with_past(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+        earlier = past(table)
+        return pl.concat([earlier, frame], how="diagonal_relaxed") if earlier.width else frame
+
+    per_day = metrics_by_day(
+        with_past("predictions", predictions),
+        with_past("raw_outcomes", outcomes),
+        with_past("raw_events", events),
+        spec,
+        days,
+        band_days,
+        columns,
+    )
+    tables, numbers = [], {}
+    for m in per_day:
+        total = m.result.total.with_columns(
+            pl.lit(m.day, dtype=pl.Date).alias(spec.date_column),
+            pl.lit(TOTAL).alias(spec.segment_column),
+        )
+        tables += [m.result.table, total]
+        log = serving_log.filter(pl.col("day") == m.day) if serving_log.height else serving_log
+        numbers[m.day] = {
+            "day": str(m.day),
+            **{k: float(v) for k, v in m.result.totals().items()},
+            **{f"serving_{k}": float(v) for k, v in serving_summary(log).items()},
+            "segments": m.result.segments_markdown(),
+        }
+    bands: dict[str, tuple[bool, dict[str, Any]] | None] = {}
+    for column in ("wape", "cost_per_outcome_actual"):
+        if column not in columns:
+            bands[column] = None
+            continue
+        failed = [m for m in per_day if not m.bands[column].passed]
+        shown = (failed or per_day)[-1]
+        bands[column] = (
+            not failed,
+            {
+                **shown.bands[column].metadata(),
+                "day": str(shown.day),
+                "days_checked": len(per_day),
+                "days_outside_band": ", ".join(str(m.day) for m in failed) or "none",
+            },
+        )
+    return BusinessMetricsResult(pl.concat(tables, how="diagonal_relaxed"), numbers, bands)

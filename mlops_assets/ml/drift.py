@@ -23,8 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +31,8 @@ from typing import Any
 
 import polars as pl
 
+from mlops_assets.atomic import write_atomic, write_text_atomic
 from mlops_assets.dataset import CATEGORICAL, NUMERIC
-from mlops_assets.ml.rules import RuleResult
 
 PREDICTION = "prediction"
 PREDICTION_KIND = "prediction"
@@ -166,11 +164,11 @@ class DriftResult:
             "tested_columns": len(self.tested_columns),
             "empty_columns": len(self.empty_columns),
             "prediction_drift": self.prediction_drift,
-            "prediction_drift_score": _plain(self.prediction_score),
-            "prediction_mean_current": _plain(self.prediction_mean_current),
-            "prediction_mean_reference": _plain(self.prediction_mean_reference),
-            "prediction_std_current": _plain(self.prediction_std_current),
-            "prediction_std_reference": _plain(self.prediction_std_reference),
+            "prediction_drift_score": plain(self.prediction_score),
+            "prediction_mean_current": plain(self.prediction_mean_current),
+            "prediction_mean_reference": plain(self.prediction_mean_reference),
+            "prediction_std_current": plain(self.prediction_std_current),
+            "prediction_std_reference": plain(self.prediction_std_reference),
             "rows_current": self.rows_current,
             "rows_reference": self.rows_reference,
         }
@@ -212,7 +210,7 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
-def _plain(value: float) -> float:
+def plain(value: float) -> float:
     return float(value) if value is not None else math.nan
 
 
@@ -439,18 +437,7 @@ def save_report(result: DriftResult, html_path: str | Path) -> Path:
     The file is written aside and renamed, so a crash leaves the previous report intact.
     """
     snapshot = _require_snapshot(result)
-    path = Path(html_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        snapshot.save_html(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(html_path, lambda tmp: snapshot.save_html(str(tmp)))
 
 
 def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_name: str) -> str:
@@ -481,89 +468,7 @@ def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_nam
             runs = index.setdefault(str(project.id), {})
             previous = runs.get(name)
             runs[name] = run_id
-            _write_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
+            write_text_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
             if previous and previous in {str(r) for r in workspace.list_runs(project.id)}:
                 workspace.delete_run(project.id, previous)
     return run_id
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def null_share_rule(current: pl.DataFrame, columns: list[str], max_share: float) -> RuleResult:
-    """Every column's null share (null, NaN or +-inf; an absent column counts as all null) is at
-    most ``max_share``."""
-    shares = missing_shares(current, columns)
-    worst = max(shares, key=shares.__getitem__) if shares else None
-    over = sorted(c for c, s in shares.items() if s > max_share)
-    return RuleResult(
-        not over,
-        round(shares[worst], 4) if worst else 0.0,
-        max_share,
-        {
-            "rows": current.height,
-            "columns_checked": len(columns),
-            "worst_column": worst or "none",
-            "worst_column_nulls": round(shares[worst] * current.height) if worst else 0,
-            "columns_over": ", ".join(over) or "none",
-            "n_columns_over": len(over),
-        },
-    )
-
-
-def drift_share_rule(result: DriftResult, max_share: float) -> RuleResult:
-    """At most ``max_share`` of the tested feature columns drifted; fails when none could be
-    tested (every column empty), since then nothing was checked."""
-    tested = len(result.tested_columns)
-    return RuleResult(
-        tested > 0 and result.drift_share <= max_share,
-        round(result.drift_share, 4),
-        max_share,
-        {
-            "drifted": result.n_drifted,
-            "tested": tested,
-            "empty": len(result.empty_columns),
-            "drifted_columns": ", ".join(result.drifted_columns) or "none",
-            "empty_columns": ", ".join(result.empty_columns) or "none",
-        },
-    )
-
-
-def prediction_drift_rule(result: DriftResult) -> RuleResult:
-    """The prediction's distribution did not drift (by Evidently's test and threshold). Fails
-    when there are no predictions to test."""
-    pred = result.prediction
-    if pred is None or pred.status == STATUS_EMPTY:
-        return RuleResult(
-            False,
-            "no predictions to test",
-            "predictions on both sides",
-            {"rows_current": result.rows_current, "rows_reference": result.rows_reference},
-        )
-    return RuleResult(
-        not pred.drifted,
-        round(pred.score, 6),
-        pred.threshold,
-        {
-            "test": pred.stattest or "none",
-            "drifted": pred.drifted,
-            "mean_current": _plain(result.prediction_mean_current),
-            "mean_reference": _plain(result.prediction_mean_reference),
-            "std_current": _plain(result.prediction_std_current),
-            "std_reference": _plain(result.prediction_std_reference),
-            "rows_current": result.sampled_current,
-            "rows_reference": result.sampled_reference,
-        },
-    )
-
-
-def persistent(drift_flags: list[bool], n: int, m: int) -> bool:
-    """Drift on at least ``n`` of the last ``m`` days (flags in day order, oldest first)."""
-    if not 1 <= n <= m:
-        raise ValueError(f"need 1 <= n <= m, got n={n}, m={m}")
-    return sum(bool(f) for f in drift_flags[-m:]) >= n

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -84,4 +86,66 @@ def within_range(predictions: pl.DataFrame, upper_by_version: Mapping[str, float
         float(predictions[PREDICTION].max() or 0.0),
         {v: round(u, 3) for v, u in upper_by_version.items()}.__repr__(),
         {"rows_out_of_range": out},
+    )
+
+
+class NoFeaturesError(RuntimeError):
+    """A day to predict has no feature rows."""
+
+
+@dataclass(frozen=True)
+class PredictionsResult:
+    """What the ``predictions`` asset stores and reports: the predictions, each day's metadata
+    numbers and the results of its three rules (one per row, finite, plausible range)."""
+
+    frame: pl.DataFrame
+    per_day: dict[date, dict[str, Any]]
+    one_per_row: RuleResult
+    finite: RuleResult
+    in_range: RuleResult
+
+
+def predictions_stage(
+    spec: DatasetSpec,
+    features: pl.DataFrame,
+    days: Sequence[date],
+    version_for_day: Callable[[date], str | None],
+    load: Callable[[str], TabularModel],
+    train_window: Callable[[str], tuple[date, date]],
+    max_outcome: Callable[[date, date], float | None],
+) -> PredictionsResult:
+    """Predict ``days`` (the feature rows of those days) with the champion in force on each,
+    and check the result. ``train_window(version)`` is the version's training window and
+    ``max_outcome(start, end)`` the largest outcome seen in it: a prediction above
+    :data:`PLAUSIBLE_FACTOR` times that is out of range.
+
+    NoFeaturesError when a day has no feature rows, NoChampionError when no champion was in
+    force on one."""
+    day_rows = features.filter(pl.col(spec.date_column).is_in(list(days)))
+    present = set(day_rows[spec.date_column].unique().to_list()) if day_rows.height else set()
+    missing = sorted(set(days) - present)
+    if missing:
+        raise NoFeaturesError(
+            f"no features for {', '.join(map(str, missing))}: nothing to predict (a day whose "
+            "source broke has none; materialize its features first)"
+        )
+    frame = predict_days(spec, day_rows, version_for_day, load)
+    upper = {
+        version: PLAUSIBLE_FACTOR * float(max_outcome(*train_window(version)) or 0.0)
+        for version in frame[MODEL_VERSION].unique().to_list()
+    }
+    per_day = {}
+    for day in days:
+        rows = frame.filter(pl.col(spec.date_column) == day)
+        per_day[day] = {
+            "model_versions": ", ".join(sorted(rows[MODEL_VERSION].unique())),
+            "mean_prediction": float(rows[PREDICTION].mean() or 0.0),
+            "rows": rows.height,
+        }
+    return PredictionsResult(
+        frame=frame,
+        per_day=per_day,
+        one_per_row=one_per_row(frame, day_rows, spec.event_key),
+        finite=all_finite(frame),
+        in_range=within_range(frame, upper),
     )

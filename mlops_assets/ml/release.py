@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.environments import GATE_NAMES, Settings
-from mlops_assets.ml.promotion import CHAMPION_ALIAS, HISTORY_TABLE, TRAINING, PromotionError
+from mlops_assets.environments import Settings
+from mlops_assets.ml.promotion import CHAMPION_ALIAS, PromotionError
 
-EXPERIMENT = "mlops_assets"
 SOURCE_VERSION_TAG = "source_version"
 SOURCE_ENV_TAG = "source_env"
 
@@ -37,51 +37,6 @@ class ReleasePlan:
     checks: dict[str, bool]
 
 
-def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
-    """An environment's latest training decision (its training date) and the results of the
-    checks that vouch for it: the decision history's, from its latest materialization, and the
-    champion evaluation's, from the run that evaluated that date."""
-    import dagster as dg
-    import polars as pl
-
-    from mlops_assets.storage.warehouse import Warehouse
-
-    history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
-    decisions = history.filter(pl.col("kind") == TRAINING) if history.width else history
-    if decisions.is_empty():
-        raise PromotionError(f"{settings.env} has no champion decision: cannot verify its checks")
-    training_date = str(decisions.sort("seq")["training_date"][-1])
-    home = settings.dagster_home
-    if not (home / "dagster.yaml").exists():
-        raise PromotionError(f"{settings.env} Dagster instance not found at {home}")
-    checks: dict[str, bool] = {}
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        for key, partition in (("champion_history", None), ("champion", training_date)):
-            records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey(key),
-                    asset_partitions=[partition] if partition else None,
-                ),
-                limit=1,
-            ).records
-            if not records:
-                continue
-            for record in instance.all_logs(
-                records[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-            ):
-                evaluation = record.dagster_event.event_specific_data
-                # A promotion gate that only warns in the source environment does not block.
-                warned = (
-                    evaluation.check_name in GATE_NAMES
-                    and evaluation.severity == dg.AssetCheckSeverity.WARN
-                )
-                if evaluation.asset_key == dg.AssetKey(key):
-                    checks[evaluation.check_name] = bool(evaluation.passed) or warned
-    if not checks:
-        raise PromotionError(f"the runs of {settings.env}'s champion decision reported no checks")
-    return training_date, checks
-
-
 def version_candidate(settings: Settings, version: str) -> str:
     """The candidate a registered version was trained as."""
     from mlops_assets.ml import registry
@@ -98,8 +53,17 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def plan(source: Settings, target: Settings, approved_by: str | None, reason: str) -> ReleasePlan:
-    """Everything promotion will do, or PromotionError naming why it refuses."""
+def plan(
+    source: Settings,
+    target: Settings,
+    approved_by: str | None,
+    reason: str,
+    champion_checks: Callable[[Settings], tuple[str, dict[str, bool]]],
+) -> ReleasePlan:
+    """Everything promotion will do, or PromotionError naming why it refuses.
+    ``champion_checks(source)`` gives the source's latest training date and the results of the
+    checks that vouch for its champion (read from the Dagster instance by the caller:
+    :func:`mlops_assets.release_checks.champion_checks`)."""
     from mlops_assets.ml import registry
 
     if not approved_by or not approved_by.strip():
@@ -159,7 +123,7 @@ def execute(p: ReleasePlan, source: Settings, target: Settings) -> str:
     src_run = src.get_run(p.source_run_id) if p.source_run_id else None
     target.ensure_dirs()
     experiment_id = registry.configure(
-        target.mlflow_tracking_uri, target.mlflow_artifacts_dir, EXPERIMENT
+        target.mlflow_tracking_uri, target.mlflow_artifacts_dir, target.mlflow_experiment
     )
     lineage = {
         SOURCE_ENV_TAG: p.source_env,
@@ -234,7 +198,11 @@ def mark_in_source(p: ReleasePlan, source: Settings, target: Settings) -> None:
     alias (staging's registry then holds prod's `butterfly`). Only promotion moves it there:
     the source environment's own decision history moves its own aliases only."""
     from mlops_assets.ml import registry
+    from mlops_assets.storage import champion_pointer
 
     registry.set_aliases(
         p.source_model, p.source_version, [target.stage_alias], source.mlflow_tracking_uri
+    )
+    champion_pointer.publish_aliases(
+        source.champion_pointer_path, p.source_model, {target.stage_alias: p.source_version}
     )

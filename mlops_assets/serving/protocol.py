@@ -1,16 +1,13 @@
-"""The /predict request and response: parsing, validation and the OpenAPI schema.
-
-The request path parses the body with the standard ``json`` module and checks it by hand (a few
-microseconds for a one-key request); the pydantic models below only describe the shapes for
-``/openapi.json`` and are never run on a request.
+"""The /predict request and response: one schema, built from the dataset spec, that validates
+every request (msgspec decodes and checks the body in one pass) and documents it in
+``/openapi.json`` (its JSON schema is generated from the same types).
 
 Request::
 
     {"keys": [{"network": "ESPN", "daypart": "prime", "creative_id": "cr_80"}, ...],
      "overrides": {"spend": 5000.0}}
 
-- ``keys``: 1..max_keys objects, each with exactly the dataset's serving key columns, string
-  values.
+- ``keys``: 1..max_keys objects, each with exactly the dataset's serving key columns, strings.
 - ``overrides`` (optional): one object applied to every key: model feature column -> value that
   replaces the online store's value before predicting (what-if). Numeric features take numbers,
   categorical ones strings. Serving key columns cannot be overridden (ask for that key instead).
@@ -26,13 +23,13 @@ Errors: ``{"error": "<code>", "detail": "<what is wrong, naming the field, key o
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 from mlops_assets.dataset import DatasetSpec
 
@@ -64,6 +61,7 @@ ERROR_CODES = {
 }
 # A 404 lists at most this many of the missing keys.
 MAX_MISSING_LISTED = 20
+_WHERE = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 class RequestError(Exception):
@@ -81,185 +79,160 @@ class RequestError(Exception):
 
 
 @dataclass(frozen=True)
-class FeatureSchema:
-    """What a request may name: the serving key columns and the kind of each model feature."""
-
-    serving_keys: tuple[str, ...]
-    numeric: frozenset[str]
-    categorical: frozenset[str]
-    columns: tuple[str, ...] = field(default=())
-
-    @classmethod
-    def from_spec(cls, spec: DatasetSpec) -> FeatureSchema:
-        return cls(
-            serving_keys=tuple(spec.serving_keys),
-            numeric=frozenset(spec.numeric_features + spec.history_feature_columns),
-            categorical=frozenset(spec.categorical_features),
-            columns=tuple(spec.model_feature_columns),
-        )
-
-
-@dataclass(frozen=True)
 class PredictRequest:
-    """A validated request: key tuples in serving-key order and the overrides to apply."""
+    """A validated request: key tuples in serving-key order, the key objects echoed in the
+    answer and the overrides to apply (only the columns the request named)."""
 
     keys: list[tuple[str, ...]]
     key_objects: list[dict[str, str]]
     overrides: dict[str, Any]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+class KeyPrediction(msgspec.Struct):
+    key: Annotated[dict[str, str], Meta(description="The serving key, as requested.")]
+    prediction: Annotated[float, Meta(description="The champion's prediction for this key.")]
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+class PredictResponse(msgspec.Struct):
+    """Predictions in request order, with the champion version that made all of them."""
+
+    predictions: list[KeyPrediction]
+    model_version: str
+    request_id: str
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+class ErrorResponse(msgspec.Struct):
+    """Every 4xx/5xx answer of the endpoint."""
+
+    error: Annotated[str, Meta(description="Error code: " + ", ".join(ERROR_CODES))]
+    detail: Annotated[str, Meta(description="What is wrong, naming the field, key or limit.")]
+    request_id: str | None = None
+    missing: (
+        Annotated[
+            list[dict[str, str]],
+            Meta(description=f"key_not_found only: up to {MAX_MISSING_LISTED} missing keys."),
+        ]
+        | None
+    ) = None
 
 
-def load_json(body: bytes) -> Any:
-    """The parsed body; RequestError(malformed_json) naming the position of the problem."""
-    if not body.strip():
-        raise RequestError(MALFORMED_JSON, "the request body is empty; send a JSON object")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RequestError(MALFORMED_JSON, f"the body is not UTF-8 text: {exc}") from exc
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise RequestError(MALFORMED_JSON, f"the body is not valid JSON: {exc}") from exc
-    except RecursionError:
-        raise RequestError(MALFORMED_JSON, "the body's JSON is nested too deeply") from None
+class RequestSchema:
+    """The request types of one dataset and the decoder that validates bodies against them."""
 
-
-def parse_predict(payload: Any, schema: FeatureSchema, max_keys: int) -> PredictRequest:
-    """Validate a parsed body; RequestError naming the first problem found."""
-    if not isinstance(payload, dict):
-        raise RequestError(
-            INVALID_BODY,
-            f"the body must be a JSON object with 'keys', got {_type_name(payload)}",
+    def __init__(self, spec: DatasetSpec, max_keys: int):
+        self.serving_keys = tuple(spec.serving_keys)
+        self.max_keys = max_keys
+        numeric = set(spec.numeric_features + spec.history_feature_columns)
+        keyed = set(spec.serving_keys)
+        self.overridable = tuple(c for c in spec.model_feature_columns if c not in keyed)
+        key_type = msgspec.defstruct(
+            "ServingKey",
+            [(name, str) for name in self.serving_keys],
+            forbid_unknown_fields=True,
         )
-    unknown = [name for name in payload if name not in ("keys", "overrides")]
-    if unknown:
-        raise RequestError(
-            INVALID_BODY,
-            f"unknown field {unknown[0]!r} in the body; the fields are 'keys' and 'overrides'",
+        key_type.__doc__ = f"One {spec.event_noun} key: exactly the serving key columns, strings."
+        overrides_type = msgspec.defstruct(
+            "Overrides",
+            [
+                (name, (float if name in numeric else str) | UnsetType, UNSET)
+                for name in self.overridable
+            ],
+            forbid_unknown_fields=True,
         )
-    if "keys" not in payload:
-        raise RequestError(INVALID_BODY, "the body lacks 'keys': a list of serving key objects")
-    raw_keys = payload["keys"]
-    if not isinstance(raw_keys, list):
-        raise RequestError(
-            INVALID_BODY, f"'keys' must be a list of objects, got {_type_name(raw_keys)}"
+        overrides_type.__doc__ = (
+            "One object applied to every key: model feature column -> value replacing the online "
+            "store's value (numbers for numeric features, strings for categorical ones; serving "
+            "key columns cannot be overridden)."
         )
-    if not raw_keys:
-        raise RequestError(INVALID_BODY, "'keys' is empty; send at least one key")
-    if len(raw_keys) > max_keys:
-        raise RequestError(
-            TOO_MANY_KEYS,
-            f"{len(raw_keys)} keys in one request; the limit is {max_keys} (max_keys)",
+        self.body_type = msgspec.defstruct(
+            "PredictBody",
+            [
+                (
+                    "keys",
+                    Annotated[
+                        list[key_type],  # type: ignore[valid-type]
+                        Meta(
+                            min_length=1,
+                            max_length=max_keys,
+                            description=f"Serving keys ({', '.join(self.serving_keys)}), at "
+                            f"most {max_keys} (max_keys) per request.",
+                            examples=[[dict.fromkeys(self.serving_keys, "...")]],
+                        ),
+                    ],
+                ),
+                ("overrides", overrides_type | None, None),  # type: ignore[valid-type]
+            ],
+            forbid_unknown_fields=True,
         )
-    keys, key_objects = parse_keys(raw_keys, schema.serving_keys)
-    overrides = parse_overrides(payload.get("overrides"), schema)
-    return PredictRequest(keys=keys, key_objects=key_objects, overrides=overrides)
+        self.body_type.__doc__ = (
+            "A prediction request: serving keys and optional what-if overrides for all of them."
+        )
+        self._decoder = msgspec.json.Decoder(self.body_type)
 
-
-def parse_keys(
-    raw_keys: Sequence[Any], serving_keys: tuple[str, ...]
-) -> tuple[list[tuple[str, ...]], list[dict[str, str]]]:
-    """Key tuples (in ``serving_keys`` order) and the key objects echoed in the response."""
-    n = len(serving_keys)
-    wanted = ", ".join(serving_keys)
-    keys: list[tuple[str, ...]] = []
-    objects: list[dict[str, str]] = []
-    for i, raw in enumerate(raw_keys):
-        if not isinstance(raw, dict):
-            raise RequestError(
-                INVALID_KEY, f"keys[{i}] must be an object of {wanted}, got {_type_name(raw)}"
-            )
+    def parse(self, body: bytes) -> PredictRequest:
+        """The validated request; RequestError naming the first problem and its fix."""
         try:
-            key = tuple(raw[name] for name in serving_keys)
-        except KeyError as exc:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(MALFORMED_JSON, f"the body is not UTF-8 text: {exc}") from None
+        try:
+            decoded = self._decoder.decode(text)
+        except msgspec.ValidationError as exc:
+            raise self._refusal(str(exc)) from None
+        except RecursionError:
+            raise RequestError(MALFORMED_JSON, "the body's JSON is nested too deeply") from None
+        except msgspec.DecodeError as exc:
+            if not body.strip():
+                detail = "the body is empty; send a JSON object"
+                raise RequestError(MALFORMED_JSON, detail) from None
             raise RequestError(
-                INVALID_KEY,
-                f"keys[{i}] lacks serving key column {exc.args[0]!r} (a key has: {wanted})",
+                MALFORMED_JSON,
+                f"the body is not valid JSON ({exc}); send a JSON object as UTF-8 text "
+                "(NaN and Infinity are not JSON)",
             ) from None
-        if len(raw) != n:
-            extra = next(name for name in raw if name not in serving_keys)
-            raise RequestError(
-                INVALID_KEY,
-                f"keys[{i}] has unknown column {extra!r}; a key has exactly: {wanted}",
+        keys = [msgspec.structs.astuple(key) for key in decoded.keys]
+        objects = [dict(zip(self.serving_keys, key, strict=True)) for key in keys]
+        overrides: dict[str, Any] = {}
+        if decoded.overrides is not None:
+            for name in self.overridable:
+                value = getattr(decoded.overrides, name)
+                if value is not UNSET:
+                    overrides[name] = value
+        return PredictRequest(keys=keys, key_objects=objects, overrides=overrides)
+
+    def _refusal(self, message: str) -> RequestError:
+        """msgspec's validation message as the endpoint's error code, field and fix."""
+        match = _WHERE.match(message)
+        reason, path = match["reason"], match["path"] or ""
+        where = path.lstrip(".") or "the body"
+        wanted = ", ".join(self.serving_keys)
+        if path.startswith(".keys["):
+            fix = f"a key has exactly the string columns: {wanted}"
+            return RequestError(INVALID_KEY, f"{where}: {reason}; {fix}")
+        if path.startswith(".overrides"):
+            if reason == "Number out of range":
+                reason = "must be a finite number"
+            fix = (
+                f"the overridable columns are: {', '.join(self.overridable)} (serving key "
+                "columns cannot be overridden: ask for that key instead)"
             )
-        for name, value in zip(serving_keys, key, strict=True):
-            if not isinstance(value, str):
-                raise RequestError(
-                    INVALID_KEY,
-                    f"keys[{i}].{name} must be a string, got {_type_name(value)} {_short(value)}",
-                )
-        keys.append(key)
-        objects.append(raw)
-    return keys, objects
+            return RequestError(INVALID_OVERRIDE, f"{where}: {reason}; {fix}")
+        if path == ".keys" and "length <=" in reason:
+            return RequestError(
+                TOO_MANY_KEYS,
+                f"more keys in one request than the limit of {self.max_keys} (max_keys); "
+                "split the request",
+            )
+        fix = "send an object with 'keys' (a list of serving key objects) and optional 'overrides'"
+        return RequestError(INVALID_BODY, f"{where}: {reason}; {fix}")
 
-
-def _finite(value: int | float) -> bool:
-    """Whether a JSON number is a finite float (an integer beyond float range is not)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def parse_overrides(raw: Any, schema: FeatureSchema) -> dict[str, Any]:
-    """The overrides, checked: known non-key model features, numbers or strings by kind."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise RequestError(
-            INVALID_OVERRIDE,
-            f"'overrides' must be an object of feature column -> value, got {_type_name(raw)}",
+    def json_schemas(self) -> dict[str, Any]:
+        """JSON schemas of the request, answer and error types, for ``/openapi.json``."""
+        _, components = msgspec.json.schema_components(
+            [self.body_type, PredictResponse, ErrorResponse],
+            ref_template="#/components/schemas/{name}",
         )
-    for name, value in raw.items():
-        if name in schema.serving_keys:
-            raise RequestError(
-                INVALID_OVERRIDE,
-                f"overrides.{name} is a serving key column; ask for that key instead",
-            )
-        if name in schema.numeric:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise RequestError(
-                    INVALID_OVERRIDE,
-                    f"overrides.{name} must be a number, got {_type_name(value)} {_short(value)}",
-                )
-            if not _finite(value):
-                raise RequestError(INVALID_OVERRIDE, f"overrides.{name} must be finite")
-        elif name in schema.categorical:
-            if not isinstance(value, str):
-                raise RequestError(
-                    INVALID_OVERRIDE,
-                    f"overrides.{name} must be a string, got {_type_name(value)} {_short(value)}",
-                )
-        else:
-            known = ", ".join(c for c in schema.columns if c not in schema.serving_keys)
-            raise RequestError(
-                INVALID_OVERRIDE,
-                f"overrides.{name} is not a model feature column; known: {known}",
-            )
-    return raw
+        return components
 
 
 def missing_keys_error(
@@ -276,82 +249,12 @@ def missing_keys_error(
     )
 
 
-# OpenAPI description only (see the module docstring): never validated on the request path.
-
-
-class PredictBody(BaseModel):
-    """A prediction request: serving keys and optional what-if overrides for all of them."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "keys": [{"network": "ESPN", "daypart": "prime", "creative_id": "cr_80"}],
-                    "overrides": {"spend": 5000.0},
-                }
-            ]
-        },
-    )
-
-    keys: list[dict[str, str]] = Field(
-        min_length=1,
-        description=(
-            "Serving keys: each object has exactly the dataset's serving key columns "
-            "(default dataset: network, daypart, creative_id), string values. At most max_keys "
-            "(default 1000) per request."
-        ),
-    )
-    overrides: dict[str, float | str] | None = Field(
-        default=None,
-        description=(
-            "One object applied to every key: model feature column -> value replacing the "
-            "online store's value (numbers for numeric features, strings for categorical ones; "
-            "serving key columns cannot be overridden)."
-        ),
-    )
-
-
-class KeyPrediction(BaseModel):
-    key: dict[str, str] = Field(description="The serving key, as requested.")
-    prediction: float = Field(description="The champion's prediction for this key.")
-
-
-class PredictResponse(BaseModel):
-    """Predictions in request order, with the champion version that made all of them."""
-
-    predictions: list[KeyPrediction]
-    model_version: str
-    request_id: str
-
-
-class ErrorResponse(BaseModel):
-    """Every 4xx/5xx answer of the endpoint."""
-
-    error: str = Field(description="Error code: " + ", ".join(ERROR_CODES))
-    detail: str = Field(description="What is wrong, naming the field, key or limit.")
-    request_id: str | None = None
-    missing: list[dict[str, str]] | None = Field(
-        default=None, description=f"key_not_found only: up to {MAX_MISSING_LISTED} missing keys."
-    )
-
-
-def openapi_responses() -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of the /predict route: the 200 shape and every error status."""
+def error_responses() -> dict[int, str]:
+    """Every error status of /predict with the meaning of its codes, for ``/openapi.json``."""
     by_status: dict[int, list[str]] = {}
     for code, (status, meaning) in ERROR_CODES.items():
         by_status.setdefault(status, []).append(f"`{code}`: {meaning}")
-    responses: dict[int | str, dict[str, Any]] = {
-        200: {"model": PredictResponse, "description": "One prediction per key, in order."}
-    }
-    for status, lines in sorted(by_status.items()):
-        responses[status] = {"model": ErrorResponse, "description": "; ".join(lines)}
-    return responses
-
-
-def request_body_schema() -> dict[str, Any]:
-    """The JSON schema of :class:`PredictBody` for the route's ``openapi_extra``."""
-    return PredictBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {status: "; ".join(lines) for status, lines in sorted(by_status.items())}
 
 
 def feature_row(row: Mapping[str, Any], overrides: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -4,14 +4,17 @@ A :class:`Snapshot` pairs the champion model with the online store. The endpoint
 one snapshot reference; a request reads it once when it starts and uses that pair to the end, so
 a switch never changes the model or the features under a request in flight.
 
-The :class:`Refresher` thread polls the registry alias (every ``model_poll_seconds``; the
-alias is read through MLflow only when the registry's file changed, or once a minute) and the
-online store file's (mtime, size, inode) (every ``store_poll_seconds``). On a change it loads the
+The :class:`Refresher` thread polls the champion pointer file (every ``model_poll_seconds``;
+:mod:`mlops_assets.storage.champion_pointer`, published beside the online store by the decision
+history) and the online store file (every ``store_poll_seconds``), each by its (mtime, size,
+inode); a file is read only when that changed. The model of the version the pointer names for
+the alias is loaded from the MLflow registry. On a change it loads the
 new model or store completely, checks it (a model must predict a store row; a store must have
 every serving key and model feature column, one row per key), and only then replaces the
 reference with a new snapshot. A load that fails keeps the previous pair and is reported in
 ``/model`` and the log; a store file is retried once it changes again, a model version after
-``retry_seconds``. When the alias is removed, the champion is dropped (the endpoint answers 503):
+``retry_seconds``. When the pointer names no version for the alias (or is removed), the
+champion is dropped (the endpoint answers 503):
 serving a model that is no longer promoted is worse than not serving.
 """
 
@@ -35,13 +38,12 @@ import polars as pl
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.ml.model import TabularModel
 from mlops_assets.serving.fastpath import RowPredictor, row_predictor
+from mlops_assets.storage import champion_pointer
 
 logger = logging.getLogger(__name__)
 
 # (st_mtime_ns, st_size, st_ino) of the online store file.
 Signature = tuple[int, int, int]
-# The alias is read from the registry when its file changed, and at least this often.
-REGISTRY_REREAD_SECONDS = 60.0
 
 
 class StoreError(ValueError):
@@ -242,7 +244,7 @@ class Refresher:
         spec: DatasetSpec,
         *,
         store_path: Path,
-        registry_db: Path,
+        pointer_path: Path,
         tracking_uri: str,
         model_name: str,
         alias: str,
@@ -253,7 +255,7 @@ class Refresher:
         self.state = state
         self.spec = spec
         self.store_path = Path(store_path)
-        self.registry_db = Path(registry_db)
+        self.pointer_path = Path(pointer_path)
         self.tracking_uri = tracking_uri
         self.model_name = model_name
         self.alias = alias
@@ -261,10 +263,11 @@ class Refresher:
         self.store_poll_seconds = store_poll_seconds
         self.retry_seconds = retry_seconds
         self._registry_ready = False
-        # The registry file's signature and the version it named at the last alias read.
-        self._registry_seen: tuple[tuple[Signature | None, ...], str] | None = None
-        self._registry_read_at = -math.inf
-        self.alias_reads = 0
+        # The pointer file's signature at its last read, and the version it named for the alias.
+        self._pointer_seen: Signature | None = None
+        self._pointed: str | None = None
+        self._pointer_problem: str | None = None
+        self.pointer_reads = 0
         self._failed_version: tuple[str, float] | None = None
         self._failed_signature: Signature | None = None
         self._stop = threading.Event()
@@ -351,35 +354,46 @@ class Refresher:
         state.snapshot = paired(None, state.snapshot.store)
         return True
 
-    def registry_signature(self) -> tuple[Signature | None, ...]:
-        """(mtime, size, inode) of the registry's SQLite file and of its write-ahead log: every
-        alias move writes one of them."""
-        db = str(self.registry_db)
-        return (file_signature(db), file_signature(db + "-wal"))
-
-    def _alias_unchanged(self, signature: tuple[Signature | None, ...]) -> bool:
-        """True when the loaded champion is the version the alias named at the last read and
-        the registry file has not been written since (re-read anyway every
-        ``REGISTRY_REREAD_SECONDS``). Polling then costs two ``stat`` calls instead of an MLflow
-        query, which held the interpreter lock for about 2 ms on the request path's thread."""
-        seen, current = self._registry_seen, self.state.snapshot.champion
-        return (
-            seen is not None
-            and current is not None
-            and seen == (signature, current.version)
-            and time.monotonic() - self._registry_read_at < REGISTRY_REREAD_SECONDS
-        )
-
     def check_model(self) -> bool:
-        """Load the alias's version if it moved; True when the snapshot was replaced."""
+        """Load the version the pointer names for the alias if it changed; True when the
+        snapshot was replaced. The pointer is read only when its file changed (one ``stat``
+        per poll otherwise)."""
         state = self.state
         state.model_checked_at = _now()
-        if not self.registry_db.exists():
+        signature = file_signature(self.pointer_path)
+        current = state.snapshot.champion
+        if signature is None:
             return self._drop_champion(
-                f"no champion: the model registry {self.registry_db} does not exist"
+                f"no champion: the champion pointer {self.pointer_path} does not exist "
+                "(champion_history publishes it when it decides the champion)"
             )
-        signature = self.registry_signature()
-        if self._alias_unchanged(signature):
+        if signature != self._pointer_seen:
+            self._pointer_seen, self._pointed, self._pointer_problem = signature, None, None
+            try:
+                self.pointer_reads += 1
+                pointer = champion_pointer.read(self.pointer_path)
+            except champion_pointer.PointerError as exc:  # keep serving what is loaded
+                self._pointer_problem = f"cannot read the champion pointer: {exc}"
+                logger.error(self._pointer_problem)
+                pointer = None
+            if pointer is not None and pointer.model_name != self.model_name:
+                self._pointer_problem = (
+                    f"the champion pointer {self.pointer_path} names model "
+                    f"{pointer.model_name!r}; this environment serves {self.model_name!r}"
+                )
+                logger.error(self._pointer_problem)
+            elif pointer is not None:
+                self._pointed = pointer.version(self.alias)
+        if self._pointer_problem is not None:
+            state.model_problem = self._pointer_problem
+            return False
+        version = self._pointed
+        if version is None:
+            return self._drop_champion(
+                f"no champion: registered model {self.model_name!r} has no alias {self.alias!r} "
+                f"in the champion pointer {self.pointer_path}"
+            )
+        if current is not None and current.version == version:
             state.model_problem = None
             return False
         from mlops_assets.ml import registry
@@ -387,23 +401,6 @@ class Refresher:
         if not self._registry_ready:
             self._use_registry()
             self._registry_ready = True
-        try:
-            self.alias_reads += 1
-            self._registry_read_at = time.monotonic()
-            version = registry.get_alias_version(self.model_name, self.alias, self.tracking_uri)
-        except Exception as exc:  # registry unreachable: keep serving what is loaded
-            state.model_problem = f"cannot read alias {self.alias!r} from the registry: {exc}"
-            logger.error(state.model_problem)
-            return False
-        self._registry_seen = (signature, version) if version is not None else None
-        if version is None:
-            return self._drop_champion(
-                f"no champion: registered model {self.model_name!r} has no alias {self.alias!r}"
-            )
-        current = state.snapshot.champion
-        if current is not None and current.version == version:
-            state.model_problem = None
-            return False
         failed = self._failed_version
         if failed and failed[0] == version and time.monotonic() - failed[1] < self.retry_seconds:
             return False

@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlops_assets.environments import WEBHOOK_FORMATS
+
 KINDS = ("run_failure", "check_failed", "freshness", "drift_persistent")
-WEBHOOK_FORMATS = ("slack", "json")
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,15 @@ reader sees either the old or the new content, never a half-written file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import polars as pl
 
+from mlops_assets.atomic import write_atomic
+
 
 def publish(frame: pl.DataFrame, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, frame.write_parquet)
 
 
 def read(path: str | Path) -> pl.DataFrame:

@@ -56,11 +56,21 @@ def server(serving_world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def schema(server: Server) -> dict[str, Any]:
-    """The request body schema, as /openapi.json publishes it."""
+    """The request body schema, as /openapi.json publishes it, with its references resolved."""
     document = server.get("/openapi.json").json()
     route = document["paths"]["/predict"]["post"]
-    ref = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    return document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    components = document["components"]["schemas"]
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(components[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(route["requestBody"]["content"]["application/json"]["schema"])
 
 
 def json_values() -> st.SearchStrategy[Any]:

@@ -5,16 +5,13 @@ every candidate trained once on them."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from datetime import date, timedelta
 
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import DatasetSpec, load_spec
-from mlops_assets.environments import DEFAULT_DATASET
+from mlops_assets.dataset import DatasetSpec
 from mlops_assets.ml.candidates import CANDIDATES
-from mlops_assets.ml.features import build_features, label_examples, outcome_stats
 from mlops_assets.ml.training import (
     TrainResult,
     Windows,
@@ -22,46 +19,21 @@ from mlops_assets.ml.training import (
     train_and_score,
     training_windows,
 )
-from mlops_assets.simulator import SimulatorConfig, simulate_day
 
 # LightGBM's OpenMP threads spin while waiting; on a busy 2-core machine (other test processes)
 # that made a 0.2 s fit take 4-10 s. Passive waiting changes timing only, never results. It must
 # be set before lightgbm loads, which nothing imported above does.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-AIRINGS_PER_DAY = 200
-TRAIN_DAYS = 21
-HOLDOUT_DAYS = 7
-FIRST_DAY = date(2025, 3, 1)
-SEED = 7
-
-
-def small_spec(**training: object) -> DatasetSpec:
-    """The default TV-ad spec with a short training window (overridable)."""
-    spec = load_spec(DEFAULT_DATASET, validate_source=False)
-    options = {"train_days": TRAIN_DAYS, "holdout_days": HOLDOUT_DAYS, **training}
-    return replace(spec, training=replace(spec.training, **options))
-
-
-def simulated_examples(
-    spec: DatasetSpec, first_day: date, days: int, airings_per_day: int, seed: int = 7
-) -> pl.DataFrame:
-    """Labeled examples of ``days`` days from ``first_day``, with point-in-time history features
-    (the simulator runs ``history_lookback_days`` earlier so the history is full)."""
-    config = SimulatorConfig(
-        seed=seed, airings_per_day=airings_per_day, label_lag_days=spec.label_lag_days
-    )
-    day = first_day - timedelta(days=spec.history_lookback_days)
-    stats: list[pl.DataFrame] = []
-    examples: list[pl.DataFrame] = []
-    while day < first_day + timedelta(days=days):
-        events, outcomes = simulate_day(day, config)
-        if day >= first_day:
-            features = build_features(spec, day, events, pl.concat(stats))
-            examples.append(label_examples(spec, features, outcomes))
-        stats.append(outcome_stats(spec, events, outcomes))
-        day += timedelta(days=1)
-    return pl.concat(examples)
+from mlops_assets_tests.worlds import (  # noqa: E402  (after OMP_WAIT_POLICY is set)
+    AIRINGS_PER_DAY,
+    FIRST_DAY,
+    HOLDOUT_DAYS,
+    SEED,
+    TRAIN_DAYS,
+    simulated_examples,
+    small_spec,
+)
 
 
 @pytest.fixture(scope="session")

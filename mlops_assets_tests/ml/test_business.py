@@ -4,7 +4,9 @@ Covers: cost, actual and predicted outcomes, cost per outcome, WAPE and bias in 
 segment and per day and segment (the warehouse table) on a 5-row fixture whose numbers are worked
 out below; zero actuals and missing costs give NaN, not an exception; a spec without a cost
 column; duplicate keys refused; the segment table as markdown; the serving summary of a small
-request log and of an empty one; the usual-band rule; when actuals have landed.
+request log and of an empty one; the usual-band rule; when actuals have landed; the
+``business_metrics`` stage function (rows per segment plus a total per day, per-day numbers, the
+band verdicts, days whose actuals have not landed refused by name).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import pytest
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.ml.business import (
+    TOTAL,
+    ActualsNotLandedError,
     actuals_landed,
     business_metrics,
+    business_metrics_stage,
     serving_summary,
     within_band,
 )
@@ -169,3 +174,51 @@ def test_actuals_landed() -> None:
     assert not actuals_landed(D1, 2, datetime(2025, 3, 11, 23, 59))
     assert actuals_landed(D1, 2, datetime(2025, 3, 12, 0, 0))
     assert actuals_landed(D1, 0, D1)
+
+
+LOG = pl.DataFrame({"day": [D1, D1, D2], "status": [200, 404, 200], "latency_ms": [1.0, 2.0, 3.0]})
+
+
+def no_past(table: str) -> pl.DataFrame:
+    return pl.DataFrame()
+
+
+def test_the_stage_gives_rows_numbers_and_band_verdicts(spec: DatasetSpec) -> None:
+    result = business_metrics_stage(spec, [D1], PREDICTIONS, OUTCOMES, EVENTS, LOG, no_past, 28)
+    d1 = result.frame.filter(pl.col("air_date") == D1)
+    assert sorted(d1["network"]) == sorted(["ABC", "CBS", TOTAL])
+    numbers = result.per_day[D1]
+    assert numbers["wape"] == 25 / 40 and numbers["cost"] == 450.0
+    assert numbers["serving_requests"] == 2.0 and numbers["serving_client_errors"] == 1.0
+    assert "| **total** |" in numbers["segments"]
+    passed, metadata = result.bands["wape"]
+    assert passed and metadata["days_checked"] == 1 and metadata["days_outside_band"] == "none"
+    assert result.bands["cost_per_outcome_actual"] is not None
+
+
+def test_the_stage_reads_the_band_from_the_past_days(spec: DatasetSpec) -> None:
+    """D2 alone, with D1 given as the past: D2's one airing drove no visits, so its error is
+    not a number; one past day is too few for a band, so the rule passes and says so."""
+
+    def past(table: str) -> pl.DataFrame:
+        frames = {"predictions": PREDICTIONS, "raw_outcomes": OUTCOMES, "raw_events": EVENTS}
+        return frames[table].filter(pl.col("air_date") == D1)
+
+    def on_d2(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(pl.col("air_date") == D2)
+
+    result = business_metrics_stage(
+        spec, [D2], on_d2(PREDICTIONS), on_d2(OUTCOMES), on_d2(EVENTS), LOG, past, 28
+    )
+    assert set(result.per_day) == {D2} and nan(result.per_day[D2]["wape"])
+    passed, metadata = result.bands["wape"]
+    assert passed and "only 1 of" in metadata["note"] and metadata["day"] == str(D2)
+
+
+def test_the_stage_without_cost_or_actuals(spec: DatasetSpec) -> None:
+    no_cost = replace(spec, cost_column=None)
+    result = business_metrics_stage(no_cost, [D1], PREDICTIONS, OUTCOMES, EVENTS, LOG, no_past, 7)
+    assert result.bands["cost_per_outcome_actual"] is None and result.bands["wape"][0]
+    early = OUTCOMES.filter(pl.col("air_date") == D1)
+    with pytest.raises(ActualsNotLandedError, match=f"visits of {D2} have not landed yet"):
+        business_metrics_stage(spec, [D1, D2], PREDICTIONS, early, EVENTS, LOG, no_past, 7)

@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 
 from mlops_assets.environments import load_settings
-from mlops_assets.ml import drift
+from mlops_assets.ml import drift, monitoring
 from mlops_assets.simulator import SimulatorConfig, simulate_day
 
 AIRINGS_PER_DAY = 2500
@@ -100,18 +100,18 @@ def test_audience_shift_is_detected_and_quiet_days_pass(
     for day in QUIET_DAYS:
         result = daily[day]
         assert result.drifted_columns == (), day
-        assert drift.drift_share_rule(result, DEV.drift_share_max).passed, day
-        assert drift.prediction_drift_rule(result).passed, day
+        assert monitoring.drift_share_rule(result, DEV.drift_share_max).passed, day
+        assert monitoring.prediction_drift_rule(result).passed, day
     for day in SHIFT_DAYS:
         result = daily[day]
         assert result.drifted_columns == ("spend", "audience_k"), day
-        rule = drift.drift_share_rule(result, DEV.drift_share_max)
+        rule = monitoring.drift_share_rule(result, DEV.drift_share_max)
         assert not rule.passed
         assert rule.observed == pytest.approx(2 / 3, abs=1e-3)
         assert rule.details["drifted"] == 2 and rule.details["tested"] == 3
         assert rule.details["drifted_columns"] == "spend, audience_k"
         assert result.prediction_drift
-        assert not drift.prediction_drift_rule(result).passed
+        assert not monitoring.prediction_drift_rule(result).passed
         assert result.prediction_mean_current > 1.2 * result.prediction_mean_reference
 
 
@@ -139,7 +139,7 @@ def test_prediction_test_can_be_a_p_value(
         prediction_method="ks",
         prediction_threshold=DEV.prediction_drift_pvalue,
     )
-    rule = drift.prediction_drift_rule(result)
+    rule = monitoring.prediction_drift_rule(result)
     assert result.prediction is not None
     assert result.prediction.stattest == "ks"
     assert rule.threshold == DEV.prediction_drift_pvalue
@@ -149,18 +149,18 @@ def test_prediction_test_can_be_a_p_value(
 def test_drift_must_persist_to_count(daily: dict[date, drift.DriftResult]) -> None:
     flags = [daily[d].drift_share > DEV.drift_share_max for d in [*QUIET_DAYS, *SHIFT_DAYS]]
     assert flags == [False, False, False, False, True, True]
-    assert drift.persistent(flags, n=2, m=3)
-    assert not drift.persistent(flags[:-1], n=2, m=3)
-    assert not drift.persistent(flags, n=3, m=3)
+    assert monitoring.persistent(flags, n=2, m=3)
+    assert not monitoring.persistent(flags[:-1], n=2, m=3)
+    assert not monitoring.persistent(flags, n=3, m=3)
     with pytest.raises(ValueError, match="n <= m"):
-        drift.persistent(flags, n=4, m=3)
+        monitoring.persistent(flags, n=4, m=3)
 
 
 def test_null_storm_fails_null_rule_but_not_the_drift_test(
     days: dict[date, pl.DataFrame], reference: pl.DataFrame
 ) -> None:
     storm = days[STORM_DAY]
-    nulls = drift.null_share_rule(storm, [*NUMERIC, *CATEGORICAL], DEV.null_share_max)
+    nulls = monitoring.null_share_rule(storm, [*NUMERIC, *CATEGORICAL], DEV.null_share_max)
     assert not nulls.passed
     assert 0.55 < nulls.observed < 0.65
     assert nulls.details["worst_column"] == "audience_k"
@@ -172,7 +172,7 @@ def test_null_storm_fails_null_rule_but_not_the_drift_test(
     assert audience.status == drift.STATUS_OK
     assert audience.null_share_current == pytest.approx(nulls.observed, abs=1e-4)
     assert audience.null_share_reference == 0.0
-    assert drift.drift_share_rule(result, DEV.drift_share_max).passed
+    assert monitoring.drift_share_rule(result, DEV.drift_share_max).passed
     # The test saw only the non-null 40 %: the same score as on those rows alone.
     survivors = storm.drop_nulls("audience_k")
     alone = drift.drift_report(reference, survivors, ["audience_k"], [], prediction=None)
@@ -218,8 +218,8 @@ def test_nothing_testable_is_not_a_pass(
     result = drift.drift_report(reference.head(100), current, ["spend", "audience_k"], [])
     assert result.snapshot is None
     assert result.empty_columns == ("spend", "audience_k")
-    assert not drift.drift_share_rule(result, DEV.drift_share_max).passed
-    assert not drift.prediction_drift_rule(result).passed
+    assert not monitoring.drift_share_rule(result, DEV.drift_share_max).passed
+    assert not monitoring.prediction_drift_rule(result).passed
     with pytest.raises(ValueError, match="no Evidently run"):
         drift.save_report(result, tmp_path / "report.html")
 
@@ -279,13 +279,13 @@ def test_sampling_is_deterministic_order_free_and_unbiased(reference: pl.DataFra
 
 def test_null_share_rule_counts_nan_and_absent_columns() -> None:
     frame = pl.DataFrame({"a": [1.0, None, float("nan"), 4.0], "b": ["x", "y", "z", None]})
-    rule = drift.null_share_rule(frame, ["a", "b", "c"], max_share=0.3)
+    rule = monitoring.null_share_rule(frame, ["a", "b", "c"], max_share=0.3)
     assert not rule.passed
     assert rule.observed == 1.0
     assert rule.details["worst_column"] == "c"
     assert rule.details["columns_over"] == "a, c"
     assert rule.details["rows"] == 4
-    assert drift.null_share_rule(frame, ["a", "b"], max_share=0.5).passed
+    assert monitoring.null_share_rule(frame, ["a", "b"], max_share=0.5).passed
 
 
 def test_a_column_cannot_be_numeric_and_categorical(reference: pl.DataFrame) -> None:

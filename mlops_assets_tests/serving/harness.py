@@ -37,9 +37,9 @@ from mlops_assets.ml.training import (
     train_and_score,
     training_windows,
 )
-from mlops_assets.storage import online_store
+from mlops_assets.storage import champion_pointer, online_store
 from mlops_assets_tests.helpers import FIXED_AS_OF, clean_env
-from mlops_assets_tests.ml.conftest import FIRST_DAY, simulated_examples, small_spec
+from mlops_assets_tests.worlds import FIRST_DAY, simulated_examples, small_spec
 
 AIRINGS_PER_DAY = 120
 SIMULATED_DAYS = 28
@@ -116,7 +116,7 @@ def build_world(data_dir: Path) -> World:
         )
         versions.append(logged.version)
     name, uri = settings.registered_model_name, settings.mlflow_tracking_uri
-    registry.set_aliases(name, versions[0], [CHAMPION_ALIAS], uri)
+    move_champion(settings, versions[0])
     recent = examples.filter(pl.col(spec.date_column) > last_day - timedelta(days=STORE_DAYS))
     store = latest_per_serving_key(spec, recent.drop(spec.target))
     online_store.publish(store, settings.online_store_path)
@@ -124,12 +124,25 @@ def build_world(data_dir: Path) -> World:
     return World(spec, settings, name, (versions[0], versions[1]), models, store)
 
 
+def move_champion(settings: Settings, version: str | None) -> None:
+    """What the decision history does when it decides a champion: move the registry alias to
+    ``version`` (None: remove it) and publish the champion pointer the endpoint watches."""
+    name, uri = settings.registered_model_name, settings.mlflow_tracking_uri
+    if version is None:
+        registry.delete_aliases(name, [CHAMPION_ALIAS], uri)
+    else:
+        registry.set_aliases(name, version, [CHAMPION_ALIAS], uri)
+    champion_pointer.publish(settings.champion_pointer_path, name, version, [CHAMPION_ALIAS])
+
+
 def copy_registry(world: World, data_dir: Path) -> Settings:
     """Another environment folder whose registry is a copy of ``world``'s (same versions and
-    aliases, artifacts shared read-only), without an online store."""
+    aliases, artifacts shared read-only) with its champion pointer, without an online store."""
     settings = load_settings("dev", data_dir, DEFAULT_DATASET)
     settings.mlflow_db_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(world.settings.mlflow_db_path, settings.mlflow_db_path)
+    settings.champion_pointer_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(world.settings.champion_pointer_path, settings.champion_pointer_path)
     return settings
 
 

@@ -3,11 +3,11 @@
 data) and a real online-store Parquet file under a temporary folder.
 
 Covers: predictions equal the batch path (``TabularModel.predict``) with and without overrides;
-moving the champion alias and republishing the online store under concurrent load switch the
-answers with zero failed requests and no request mixing old and new; a bad store file or model
-version keeps the previous pair; every bad-request class gets its 4xx JSON error and the server
-still answers; each answered request is in the request log, with the features used, before its
-answer arrives: the log holds exactly one entry per answered request of a 2,000-request load
+moving the champion (alias and pointer) and republishing the online store under concurrent load
+switch the answers with zero failed requests and no request mixing old and new; a bad store file
+or model version keeps the previous pair; every bad-request class gets its 4xx JSON error and the
+server still answers; each answered request is in the request log, with the features used, before
+its answer arrives: the log holds exactly one entry per answered request of a 2,000-request load
 while the server still runs and after a graceful SIGINT; /readyz is 503 without a champion or
 online store, naming the reason, and turns ready when they appear. The server runs with
 MLOPS_AS_OF set, so its entries fall on that day (``test_endpoint_hardening.py`` covers the
@@ -27,7 +27,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlops_assets.ml import registry
 from mlops_assets.ml.promotion import CHAMPION_ALIAS
 from mlops_assets.storage import online_store
 from mlops_assets.storage.request_log import count_day, read_day
@@ -38,6 +37,7 @@ from mlops_assets_tests.serving.harness import (
     Server,
     World,
     copy_registry,
+    move_champion,
     predictions,
     running_server,
     wait_until,
@@ -57,9 +57,7 @@ def server(world: World) -> Iterator[Server]:
 def use(world: World, server: Server, version: str, store: pl.DataFrame) -> None:
     """Point the champion alias at ``version``, publish ``store`` and wait until the endpoint
     serves exactly that pair with no load problem left."""
-    registry.set_aliases(
-        world.model_name, version, [CHAMPION_ALIAS], world.settings.mlflow_tracking_uri
-    )
+    move_champion(world.settings, version)
     path = online_store.publish(store, world.settings.online_store_path)
     inode = path.stat().st_ino
 
@@ -150,9 +148,7 @@ def test_moving_the_alias_under_load_switches_without_failures(
 
     with Load(server, lambda n: body, threads=6) as load:
         wait_until(lambda: load.count() >= 150, 60, "150 answers from v1")
-        registry.set_aliases(
-            world.model_name, v2, [CHAMPION_ALIAS], world.settings.mlflow_tracking_uri
-        )
+        move_champion(world.settings, v2)
         wait_until(
             lambda: load.count(lambda a: a.body and a.body.get("model_version") == v2) >= 150,
             60,
@@ -226,9 +222,7 @@ def test_a_bad_store_file_or_model_version_keeps_the_previous_pair(
     empty = world.data_dir.parent / "empty_model"
     empty.mkdir(exist_ok=True)
     broken = client.create_model_version(world.model_name, source=empty.as_uri()).version
-    registry.set_aliases(
-        world.model_name, str(broken), [CHAMPION_ALIAS], world.settings.mlflow_tracking_uri
-    )
+    move_champion(world.settings, str(broken))
     problem = wait_until(lambda: server.model()["model_problem"], 30, "the model problem to show")
     assert f"v{broken}" in problem
     assert server.model()["version"] == v1
@@ -257,58 +251,83 @@ BAD_REQUESTS = {
     ),
     "not UTF-8": (lambda k: b'{"keys": "\xff"}', 400, "malformed_json", "UTF-8"),
     "empty body": (lambda k: b"", 400, "malformed_json", "empty"),
-    "body not an object": (lambda k: [k], 422, "invalid_body", "JSON object"),
-    "missing keys": (lambda k: {"overrides": {"spend": 1.0}}, 422, "invalid_body", "'keys'"),
-    "keys empty": (lambda k: {"keys": []}, 422, "invalid_body", "empty"),
-    "unknown body field": (lambda k: {"keys": [k], "key": k}, 422, "invalid_body", "'key'"),
-    "key not an object": (lambda k: {"keys": ["ESPN"]}, 422, "invalid_key", "keys[0] must be"),
+    "body not an object": (
+        lambda k: [k],
+        422,
+        "invalid_body",
+        "the body: Expected `object`, got `array`",
+    ),
+    "missing keys": (
+        lambda k: {"overrides": {"spend": 1.0}},
+        422,
+        "invalid_body",
+        "missing required field `keys`",
+    ),
+    "keys empty": (
+        lambda k: {"keys": []},
+        422,
+        "invalid_body",
+        "keys: Expected `array` of length >= 1",
+    ),
+    "unknown body field": (
+        lambda k: {"keys": [k], "key": k},
+        422,
+        "invalid_body",
+        "unknown field `key`",
+    ),
+    "key not an object": (
+        lambda k: {"keys": ["ESPN"]},
+        422,
+        "invalid_key",
+        "keys[0]: Expected `object`",
+    ),
     "key lacks a serving-key column": (
         lambda k: {"keys": [{c: v for c, v in k.items() if c != "daypart"}]},
         422,
         "invalid_key",
-        "keys[0] lacks serving key column 'daypart'",
+        "keys[0]: Object missing required field `daypart`",
     ),
     "key with an unknown column": (
         lambda k: {"keys": [k, {**k, "region": "west"}]},
         422,
         "invalid_key",
-        "keys[1] has unknown column 'region'",
+        "keys[1]: Object contains unknown field `region`",
     ),
     "non-string key value": (
         lambda k: {"keys": [{**k, "network": 7}]},
         422,
         "invalid_key",
-        "keys[0].network must be a string",
+        "keys[0].network: Expected `str`, got `int`",
     ),
     "string where a number is expected": (
         lambda k: {"keys": [k], "overrides": {"spend": "5000"}},
         422,
         "invalid_override",
-        "overrides.spend must be a number",
+        "overrides.spend: Expected `float`, got `str`",
     ),
     "boolean where a number is expected": (
         lambda k: {"keys": [k], "overrides": {"hour": True}},
         422,
         "invalid_override",
-        "overrides.hour must be a number",
+        "overrides.hour: Expected `float`, got `bool`",
     ),
     "override of an unknown column": (
         lambda k: {"keys": [k], "overrides": {"weather": 1.0}},
         422,
         "invalid_override",
-        "overrides.weather is not a model feature column",
+        "overrides: Object contains unknown field `weather`; the overridable",
     ),
     "override of a serving key": (
         lambda k: {"keys": [k], "overrides": {"network": "CNN"}},
         422,
         "invalid_override",
-        "overrides.network is a serving key column",
+        "unknown field `network`; the overridable columns are",
     ),
     "overrides not an object": (
         lambda k: {"keys": [k], "overrides": [1.0]},
         422,
         "invalid_override",
-        "'overrides' must be an object",
+        "overrides: Expected `object | null`, got `array`",
     ),
     "key not in the online store": (
         lambda k: {"keys": [k, {**k, "creative_id": "cr_nowhere"}]},
@@ -316,7 +335,7 @@ BAD_REQUESTS = {
         "key_not_found",
         "creative_id='cr_nowhere'",
     ),
-    "too many keys": (lambda k: {"keys": [k] * 1001}, 413, "too_many_keys", "limit is 1000"),
+    "too many keys": (lambda k: {"keys": [k] * 1001}, 413, "too_many_keys", "limit of 1000"),
     "oversized body": (
         lambda k: b'{"keys": [' + b" " * (1 << 20) + b"]}",
         413,
@@ -447,13 +466,8 @@ def test_log_holds_one_entry_per_answered_request_before_and_after_sigint(
 
 
 def test_readyz_is_503_without_a_champion_and_names_it(world: World, tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     settings = copy_registry(world, tmp_path / "data")
-    uri = settings.mlflow_tracking_uri
-    MlflowClient(uri, registry_uri=uri).delete_registered_model_alias(
-        world.model_name, CHAMPION_ALIAS
-    )
+    move_champion(settings, None)
     key = _key(world)
     with running_server(settings.data_dir, tmp_path / "server.log") as srv:
 
@@ -475,15 +489,13 @@ def test_readyz_is_503_without_a_champion_and_names_it(world: World, tmp_path: P
         r = srv.get("/readyz")
         assert r.status_code == 503 and "no champion" in r.json()["detail"]
 
-        registry.set_aliases(world.model_name, world.versions[1], [CHAMPION_ALIAS], uri)
+        move_champion(settings, world.versions[1])
         wait_until(lambda: srv.get("/readyz").status_code == 200, 30, "the champion to load")
         r = srv.post({"keys": [key]})
         assert r.status_code == 200 and r.json()["model_version"] == world.versions[1]
         info = srv.model()
         assert info["candidate"] == "lgbm_large" and info["online_store"]["rows"] == len(world.keys)
 
-        MlflowClient(uri, registry_uri=uri).delete_registered_model_alias(
-            world.model_name, CHAMPION_ALIAS
-        )
+        move_champion(settings, None)
         wait_until(lambda: srv.get("/readyz").status_code == 503, 30, "the champion to be dropped")
         assert srv.post({"keys": [key]}).status_code == 503

@@ -1,6 +1,7 @@
 """The endpoint's cheap paths, in process: the one-row LightGBM predictor gives exactly the
-batch prediction, and the refresher reads the champion alias through MLflow only when the
-registry's file changed (a real registry and real LightGBM versions from the serving harness)."""
+batch prediction, and the refresher reads the champion pointer only when its file changed, keeps
+the champion when the pointer is unreadable or names another model, and drops it when the
+pointer names no version (a real registry and real LightGBM versions from the serving harness)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from mlops_assets.ml.model import TabularModel
 from mlops_assets.ml.promotion import CHAMPION_ALIAS
 from mlops_assets.serving.fastpath import RowPredictor, row_predictor
 from mlops_assets.serving.state import Refresher, ServingState
-from mlops_assets_tests.serving.harness import World
+from mlops_assets.storage import champion_pointer
+from mlops_assets_tests.serving.harness import World, move_champion
 
 
 def _matrix(world: World, model: TabularModel) -> np.ndarray:
@@ -55,16 +57,16 @@ def test_baselines_have_no_fast_path() -> None:
     assert row_predictor(baseline) is None
 
 
-def test_alias_is_read_only_when_the_registry_file_changes(world: World) -> None:
+def test_the_pointer_is_read_only_when_its_file_changes(world: World) -> None:
     settings = world.settings
     first, second = world.versions
-    registry.set_aliases(world.model_name, first, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
+    move_champion(settings, first)
     state = ServingState()
     refresher = Refresher(
         state,
         world.spec,
         store_path=settings.online_store_path,
-        registry_db=settings.mlflow_db_path,
+        pointer_path=settings.champion_pointer_path,
         tracking_uri=settings.mlflow_tracking_uri,
         model_name=world.model_name,
         alias=CHAMPION_ALIAS,
@@ -73,18 +75,35 @@ def test_alias_is_read_only_when_the_registry_file_changes(world: World) -> None
     assert refresher.check_model() and state.snapshot.champion is not None
     assert state.snapshot.champion.version == first
     assert state.snapshot.champion.row_predictor is not None
-    assert refresher.alias_reads == 1
+    assert refresher.pointer_reads == 1
 
+    # The registry alone moving is not a signal: only the published pointer is.
+    registry.set_aliases(world.model_name, second, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
     for _ in range(5):
         assert not refresher.check_model()
-    assert refresher.alias_reads == 1, "an unchanged registry file was queried again"
-    assert state.model_problem is None
+    assert refresher.pointer_reads == 1, "an unchanged pointer file was read again"
+    assert state.model_problem is None and state.snapshot.champion.version == first
 
-    registry.set_aliases(world.model_name, second, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
-    assert refresher.check_model(), "the moved alias was not picked up"
-    assert refresher.alias_reads == 2
+    move_champion(settings, second)
+    assert refresher.check_model(), "the moved pointer was not picked up"
+    assert refresher.pointer_reads == 2
     assert state.snapshot.champion is not None and state.snapshot.champion.version == second
-    registry.set_aliases(world.model_name, first, [CHAMPION_ALIAS], settings.mlflow_tracking_uri)
+
+    # A pointer that is not JSON keeps the champion and names the file.
+    settings.champion_pointer_path.write_text("{not json")
+    assert not refresher.check_model()
+    assert state.snapshot.champion.version == second
+    assert "is not JSON" in (state.model_problem or "")
+    # One naming another environment's model is refused the same way.
+    champion_pointer.publish(settings.champion_pointer_path, "other_model", first, [CHAMPION_ALIAS])
+    assert not refresher.check_model()
+    assert "names model 'other_model'" in (state.model_problem or "")
+    assert state.snapshot.champion.version == second
+
+    move_champion(settings, None)
+    assert refresher.check_model() and state.snapshot.champion is None
+    assert "has no alias 'champion'" in (state.model_problem or "")
+    move_champion(settings, first)
 
 
 def test_a_snapshot_holds_every_store_row_encoded_for_its_champion(world: World) -> None:

@@ -1,10 +1,12 @@
-"""The endpoint's pure parts on tiny inputs, without a server: request parsing and validation
-(key order, overrides by feature kind, every refusal naming its field), the 404 naming missing
+"""The endpoint's pure parts on tiny inputs, without a server: the request schema built from the
+dataset spec, which validates (key order, overrides by feature kind, every refusal naming its
+field) and is the JSON schema documented, the 404 naming missing
 keys, and loading the online store file (index by key tuple, signature of the bytes read,
 refusal of a file lacking a column or holding duplicate or null keys)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import date
@@ -17,79 +19,91 @@ from mlops_assets.dataset import load_spec
 from mlops_assets.environments import DEFAULT_DATASET
 from mlops_assets.serving.protocol import (
     MAX_MISSING_LISTED,
-    FeatureSchema,
+    PredictRequest,
     RequestError,
-    load_json,
+    RequestSchema,
     missing_keys_error,
-    parse_predict,
 )
 from mlops_assets.serving.state import StoreError, file_signature, load_online_store
 from mlops_assets.storage.online_store import publish
 
 SPEC = load_spec(DEFAULT_DATASET, validate_source=False)
-SCHEMA = FeatureSchema.from_spec(SPEC)
+SCHEMA = RequestSchema(SPEC, max_keys=3)
 KEY = {"network": "ESPN", "daypart": "prime", "creative_id": "cr_80"}
+
+
+def parse(payload: object, schema: RequestSchema = SCHEMA) -> PredictRequest:
+    return schema.parse(json.dumps(payload).encode())
 
 
 def test_keys_become_tuples_in_serving_key_order_whatever_the_object_order() -> None:
     shuffled = {"creative_id": "cr_80", "network": "ESPN", "daypart": "prime"}
-    parsed = parse_predict({"keys": [shuffled, KEY]}, SCHEMA, max_keys=10)
+    parsed = parse({"keys": [shuffled, KEY]})
     assert parsed.keys == [("ESPN", "prime", "cr_80")] * 2
-    assert parsed.key_objects == [shuffled, KEY]
+    assert parsed.key_objects == [KEY, KEY]
     assert parsed.overrides == {}
 
 
 def test_overrides_take_numbers_for_numeric_features_and_strings_for_categorical() -> None:
-    schema = FeatureSchema(
-        serving_keys=("network",),
-        numeric=frozenset({"spend", "hour"}),
-        categorical=frozenset({"network", "creative_id"}),
-        columns=("network", "creative_id", "spend", "hour"),
-    )
-    overrides = {"spend": 5000, "hour": 20.5, "creative_id": "cr_1"}
-    parsed = parse_predict({"keys": [{"network": "CNN"}], "overrides": overrides}, schema, 10)
-    assert parsed.overrides == overrides
-    with pytest.raises(RequestError, match="overrides.creative_id must be a string, got number"):
-        parse_predict({"keys": [{"network": "CNN"}], "overrides": {"creative_id": 3}}, schema, 10)
+    overrides = {"spend": 5000, "hour": 20.5, "hist_network_mean": 3}
+    parsed = parse({"keys": [KEY], "overrides": overrides})
+    assert parsed.overrides == {"spend": 5000.0, "hour": 20.5, "hist_network_mean": 3.0}
+    assert all(isinstance(v, float) for v in parsed.overrides.values())
+    with pytest.raises(RequestError, match="overrides.spend: Expected `float`, got `str`"):
+        parse({"keys": [KEY], "overrides": {"spend": "high"}})
 
 
 @pytest.mark.parametrize(
     ("payload", "status", "code", "fragment"),
     [
-        ("keys", 422, "invalid_body", "got string"),
-        ({"keys": {"network": "ESPN"}}, 422, "invalid_body", "'keys' must be a list"),
-        ({"keys": [KEY] * 4}, 413, "too_many_keys", "4 keys in one request; the limit is 3"),
+        ("keys", 422, "invalid_body", "Expected `object`, got `str`"),
+        ({"keys": {"network": "ESPN"}}, 422, "invalid_body", "keys: Expected `array`"),
+        ({"keys": []}, 422, "invalid_body", "length >= 1"),
+        ({"keys": [KEY], "extra": 1}, 422, "invalid_body", "unknown field `extra`"),
+        ({"keys": [KEY] * 4}, 413, "too_many_keys", "the limit of 3 (max_keys)"),
         ({"keys": [{**KEY, "network": None}]}, 422, "invalid_key", "keys[0].network"),
-        ({"keys": [KEY], "overrides": {"spend": None}}, 422, "invalid_override", "got null"),
-        (
-            {"keys": [KEY], "overrides": {"spend": 1e309}},
-            422,
-            "invalid_override",
-            "overrides.spend must be finite",
-        ),
-        (
-            {"keys": [KEY], "overrides": {"hist_network_mean": "high"}},
-            422,
-            "invalid_override",
-            "overrides.hist_network_mean must be a number",
-        ),
+        ({"keys": [KEY, {"network": "ESPN"}]}, 422, "invalid_key", "keys[1]: Object missing"),
+        ({"keys": [{**KEY, "x": "1"}]}, 422, "invalid_key", "unknown field `x`"),
+        ({"keys": [KEY], "overrides": {"spend": None}}, 422, "invalid_override", "got `null`"),
+        ({"keys": [KEY], "overrides": {"spend": True}}, 422, "invalid_override", "got `bool`"),
+        ({"keys": [KEY], "overrides": {"network": "CNN"}}, 422, "invalid_override", "ask for"),
+        ({"keys": [KEY], "overrides": {"nope": 1}}, 422, "invalid_override", "overridable"),
     ],
 )
 def test_refusals_name_the_field(payload: object, status: int, code: str, fragment: str) -> None:
     with pytest.raises(RequestError) as caught:
-        parse_predict(payload, SCHEMA, max_keys=3)
+        parse(payload)
     assert (caught.value.status, caught.value.code) == (status, code)
     assert fragment in caught.value.detail
     body = caught.value.body("rid")
     assert body["error"] == code and body["request_id"] == "rid"
 
 
-def test_json_constants_and_bad_bytes_are_malformed() -> None:
-    assert load_json(b'{"keys": []}') == {"keys": []}
-    for body in (b'{"a": Infinity}', b'{"a": -Infinity}', b"\xc3\x28", b"   "):
+def test_json_constants_bad_bytes_and_huge_numbers_are_refused() -> None:
+    for body in (b'{"keys": [{"network": Infinity}]}', b'{"keys": NaN}', b"\xc3\x28", b"   ", b""):
         with pytest.raises(RequestError) as caught:
-            load_json(body)
-        assert caught.value.status == 400
+            SCHEMA.parse(body)
+        assert (caught.value.status, caught.value.code) == (400, "malformed_json"), body
+    with pytest.raises(RequestError, match="Expected `object`"):
+        SCHEMA.parse(b'{"keys": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}")
+    huge = b'{"keys": [{"network": "E", "daypart": "p", "creative_id": "c"}], '
+    with pytest.raises(RequestError, match="overrides.spend: must be a finite number"):
+        SCHEMA.parse(huge + b'"overrides": {"spend": 1e999}}')
+
+
+def test_the_schema_that_validates_is_the_one_documented() -> None:
+    schemas = SCHEMA.json_schemas()
+    body = schemas["PredictBody"]
+    assert body["required"] == ["keys"] and body["additionalProperties"] is False
+    keys = body["properties"]["keys"]
+    assert (keys["minItems"], keys["maxItems"]) == (1, 3)
+    key = schemas["ServingKey"]
+    assert key["required"] == list(SPEC.serving_keys) and key["additionalProperties"] is False
+    overrides = schemas["Overrides"]["properties"]
+    assert overrides["spend"]["type"] == "number"
+    assert overrides["creative_age_days"]["type"] == "number"
+    assert set(overrides).isdisjoint(SPEC.serving_keys)
+    assert {"PredictResponse", "ErrorResponse", "KeyPrediction"} <= set(schemas)
 
 
 def test_the_404_names_the_first_missing_key_and_lists_a_bounded_number() -> None:

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from mlops_assets.ml import registry
+from mlops_assets.storage import champion_pointer
 from mlops_assets_tests.helpers import REPO_ROOT, clean_env
 from mlops_assets_tests.serving.harness import World, running_server, wait_until
 
@@ -17,7 +18,11 @@ from mlops_assets_tests.serving.harness import World, running_server, wait_until
 def test_serve_alias_serves_that_stage(world: World) -> None:
     champion, butterfly = world.versions
     uri = world.settings.mlflow_tracking_uri
+    # As a promotion to prod records it in staging: the registry alias and the pointer.
     registry.set_aliases(world.model_name, butterfly, ["butterfly"], uri)
+    champion_pointer.publish_aliases(
+        world.settings.champion_pointer_path, world.model_name, {"butterfly": butterfly}
+    )
     assert registry.get_alias_version(world.model_name, "champion", uri) == champion
     log = world.data_dir.parent / "alias-server.log"
     with running_server(world.data_dir, log, "--alias", "butterfly") as server:

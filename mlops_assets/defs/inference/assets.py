@@ -29,6 +29,15 @@ IN_RANGE = "predictions_in_plausible_range"
 LOG_COMPLETE = "serving_log_matches_log_files"
 
 
+def _train_window(mlflow: MlflowResource, version: str) -> tuple[date, date]:
+    """The training window a registered version was trained on (from its tags)."""
+    from mlops_assets.ml import registry
+
+    tags = registry.version_tags(mlflow.registered_model, version, mlflow.tracking_uri)
+    start, end = (date.fromisoformat(d) for d in tags["train_window"].split(".."))
+    return start, end
+
+
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec = p.spec
     checks = [
@@ -84,59 +93,39 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
     ):
-        import polars as pl
-
         from mlops_assets.ml import inference, promotion, registry
 
         mlflow.experiment_id()
-        wh = warehouse.get()
         history = champion_history if champion_history.width else promotion.empty_history()
-        days = partition_days(context)
-        day_rows = features.filter(pl.col(spec.date_column).is_in(days))
-        missing = sorted(set(days) - set(day_rows[spec.date_column].unique().to_list()))
-        if missing:
-            raise dg.Failure(
-                description=f"no features for {', '.join(map(str, missing))}: nothing to "
-                "predict (a day whose source broke has none; materialize its features first)",
-                allow_retries=False,
-            )
         try:
-            frame = inference.predict_days(
+            result = inference.predictions_stage(
                 spec,
-                day_rows,
+                features,
+                partition_days(context),
                 lambda day: promotion.champion_in_force(history, day),
                 lambda v: registry.load_model_version(
                     mlflow.registered_model, v, mlflow.tracking_uri
                 ),
+                lambda v: _train_window(mlflow, v),
+                lambda start, end: _max_outcome(warehouse.get(), start, end),
             )
-        except inference.NoChampionError as exc:
+        except (inference.NoFeaturesError, inference.NoChampionError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        upper = {}
-        for version in frame[inference.MODEL_VERSION].unique().to_list():
-            tags = registry.version_tags(mlflow.registered_model, version, mlflow.tracking_uri)
-            start, end = (date.fromisoformat(d) for d in tags["train_window"].split(".."))
-            seen = wh.query(
-                f'SELECT max("{spec.target}") AS m FROM "{wh.schema}"."labeled_examples" '
-                f'WHERE "{spec.date_column}" BETWEEN ? AND ?',
-                [start, end],
-            )["m"][0]
-            upper[version] = inference.PLAUSIBLE_FACTOR * float(seen or 0.0)
-        for day in days:
-            rows = frame.filter(pl.col(spec.date_column) == day)
-            context.add_asset_metadata(
-                {
-                    "model_versions": ", ".join(sorted(rows[inference.MODEL_VERSION].unique())),
-                    "mean_prediction": float(rows[inference.PREDICTION].mean() or 0.0),
-                    "rows": rows.height,
-                },
-                partition_key=day.isoformat(),
-            )
-        yield dg.Output(frame, metadata={"dagster/column_lineage": predictions_lineage(spec)})
-        yield rule_result(
-            inference.one_per_row(frame, day_rows, spec.event_key), check_name=ONE_PER_ROW
-        )
-        yield rule_result(inference.all_finite(frame), check_name=FINITE)
-        yield rule_result(inference.within_range(frame, upper), check_name=IN_RANGE)
+        for day, numbers in result.per_day.items():
+            context.add_asset_metadata(numbers, partition_key=day.isoformat())
+        lineage = {"dagster/column_lineage": predictions_lineage(spec)}
+        yield dg.Output(result.frame, metadata=lineage)
+        yield rule_result(result.one_per_row, check_name=ONE_PER_ROW)
+        yield rule_result(result.finite, check_name=FINITE)
+        yield rule_result(result.in_range, check_name=IN_RANGE)
+
+    def _max_outcome(wh, start: date, end: date) -> float | None:
+        """The largest outcome of the labeled examples of ``[start, end]``."""
+        return wh.query(
+            f'SELECT max("{spec.target}") AS m FROM "{wh.schema}"."labeled_examples" '
+            f'WHERE "{spec.date_column}" BETWEEN ? AND ?',
+            [start, end],
+        )["m"][0]
 
     @dg.asset(
         name="serving_log",

@@ -23,7 +23,15 @@ OWNERS = ["team:analytics", "team:product"]
 ERROR_IN_BAND = "model_error_within_band"
 COST_IN_BAND = "cost_per_outcome_within_band"
 BAND_HISTORY_DAYS = 28
-TOTAL = "ALL"
+
+
+def _band_result(name: str, band, sev: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    """The check result of one band rule (``(passed, metadata)``, or None: no cost column)."""
+    if band is None:
+        metadata = {"observed": "n/a", "threshold": "n/a", "note": "no cost column"}
+        return dg.AssetCheckResult(check_name=name, passed=True, metadata=metadata)
+    passed, metadata = band
+    return dg.AssetCheckResult(check_name=name, passed=passed, severity=sev, metadata=metadata)
 
 
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
@@ -86,85 +94,33 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         serving_log: Frame,
         warehouse: WarehouseResource,
     ):
-        import polars as pl
-
         from mlops_assets.ml import business
 
         days = partition_days(context)
-        landed = (
-            set(raw_outcomes[spec.date_column].unique().to_list()) if raw_outcomes.height else set()
-        )
-        missing = [d for d in days if d not in landed]
-        if missing:
-            raise dg.Failure(
-                description=p.words("the {outcome} of ")
-                + ", ".join(map(str, missing))
-                + f" have not landed yet (they land {spec.label_lag_days} days after the day): "
-                "business metrics wait for actuals",
-                allow_retries=False,
-            )
-        segment = spec.segment_column
-        columns = ("wape", "cost_per_outcome_actual") if cost else ("wape",)
         # The band of each day is recomputed from the same three tables over the days before
         # it (read here rather than as a wider input window, so automation does not wait for
         # days that have no predictions, such as those before the first champion).
         wh, first = warehouse.get(), days[0] - timedelta(days=BAND_HISTORY_DAYS)
-
-        def with_past(table: str, frame):
-            past = wh.read(table, spec.date_column, first, days[0])
-            return pl.concat([past, frame], how="diagonal_relaxed") if past.width else frame
-
-        per_day = business.metrics_by_day(
-            with_past("predictions", predictions),
-            with_past("raw_outcomes", raw_outcomes),
-            with_past("raw_events", raw_events),
-            spec,
-            days,
-            BAND_HISTORY_DAYS,
-            columns,
-        )
-        tables = []
-        for m in per_day:
-            total = m.result.total.with_columns(
-                pl.lit(m.day, dtype=pl.Date).alias(spec.date_column), pl.lit(TOTAL).alias(segment)
+        try:
+            result = business.business_metrics_stage(
+                spec,
+                days,
+                predictions,
+                raw_outcomes,
+                raw_events,
+                serving_log,
+                lambda table: wh.read(table, spec.date_column, first, days[0]),
+                BAND_HISTORY_DAYS,
             )
-            tables += [m.result.table, total]
-            log = serving_log.filter(pl.col("day") == m.day) if serving_log.height else serving_log
-            context.add_asset_metadata(
-                {
-                    "day": str(m.day),
-                    **{k: float(v) for k, v in m.result.totals().items()},
-                    **{f"serving_{k}": float(v) for k, v in business.serving_summary(log).items()},
-                    "segments": dg.MetadataValue.md(m.result.segments_markdown()),
-                },
-                partition_key=m.day.isoformat(),
-            )
-        yield dg.Output(
-            pl.concat(tables, how="diagonal_relaxed"),
-            metadata={"dagster/column_lineage": business_lineage(spec)},
-        )
-        sev = severity(settings.thresholds.strict)
+        except business.ActualsNotLandedError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        for day, numbers in result.per_day.items():
+            segments = dg.MetadataValue.md(numbers["segments"])
+            context.add_asset_metadata({**numbers, "segments": segments}, partition_key=str(day))
+        lineage = {"dagster/column_lineage": business_lineage(spec)}
+        yield dg.Output(result.frame, metadata=lineage)
         for name, column in ((ERROR_IN_BAND, "wape"), (COST_IN_BAND, "cost_per_outcome_actual")):
-            if column not in columns:
-                yield dg.AssetCheckResult(
-                    check_name=name,
-                    passed=True,
-                    metadata={"observed": "n/a", "threshold": "n/a", "note": "no cost column"},
-                )
-                continue
-            failed = [m for m in per_day if not m.bands[column].passed]
-            shown = (failed or per_day)[-1]
-            yield dg.AssetCheckResult(
-                check_name=name,
-                passed=not failed,
-                severity=sev,
-                metadata={
-                    **shown.bands[column].metadata(),
-                    "day": str(shown.day),
-                    "days_checked": len(per_day),
-                    "days_outside_band": ", ".join(str(m.day) for m in failed) or "none",
-                },
-            )
+            yield _band_result(name, result.bands[column], severity(settings.thresholds.strict))
 
     return [business_metrics]
 

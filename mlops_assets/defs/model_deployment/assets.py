@@ -218,6 +218,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         alerts: AlertSinkResource,
     ):
         from mlops_assets.ml import promotion, registry
+        from mlops_assets.storage import champion_pointer
 
         mlflow.experiment_id()
         wh = warehouse.get()
@@ -252,6 +253,9 @@ def build_history(p: Project) -> dg.AssetsDefinition:
                 registry.delete_aliases(target.model_name, target.aliases, target.tracking_uri)
             else:
                 registry.set_aliases(target.model_name, after, target.aliases, target.tracking_uri)
+        champion_pointer.publish(
+            settings.champion_pointer_path, target.model_name, after, target.aliases
+        )
         for row in _new_proposals(history, previous):
             alerts.send(
                 kind="proposal",

@@ -31,6 +31,8 @@ from mlops_assets.defs.model_training.assets import TRAINING_DATE
 from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 
 OWNERS = ["team:ml-engineering"]
+# Each drift check and the rule of the stage function it reports.
+RULES = {DRIFT_SHARE: "drift_share", PREDICTION_DRIFT: "prediction_drift", NULL_SHARE: "null_share"}
 REFERENCE_ROWS = 5_000
 SEED = 11
 
@@ -104,10 +106,54 @@ def defs() -> dg.Definitions:
     return dg.Definitions(assets=build_assets(project()))
 
 
+def _read_day(wh, date_column: str, day: date):
+    """The features and predictions of one day outside the run's partitions."""
+    end = day + timedelta(days=1)
+    return wh.read("features", date_column, day, end), wh.read("predictions", date_column, day, end)
+
+
+def _publish_day(context: dg.AssetExecutionContext, d, settings, alerts: AlertSinkResource) -> None:
+    """Save one day's report (HTML and Evidently workspace), alert when its drift persisted,
+    and attach its numbers to its partition (``d``: the day's ``monitoring.DayDrift``)."""
+    from mlops_assets.ml import drift
+
+    reports, limits = settings.reports_dir, settings.thresholds
+    html = drift.save_report(d.result, reports / f"drift_{d.day}.html")
+    drift.add_to_workspace(d.result, reports / "workspace", f"mlops_assets_{settings.env}")
+    if d.persistent:
+        _alert_persistent(alerts, d, limits, context.run_id)
+    context.add_asset_metadata(
+        {
+            **d.result.metrics(),
+            "day": str(d.day),
+            "persistent_drift": d.persistent,
+            "report": dg.MetadataValue.url(settings.report_url(html)),
+            "report_file": dg.MetadataValue.path(str(html)),
+            "summary": dg.MetadataValue.md(d.result.summary_markdown()),
+        },
+        partition_key=d.day.isoformat(),
+    )
+
+
+def _alert_persistent(alerts: AlertSinkResource, d, limits, run_id: str) -> None:
+    """One alert for a day on which drift persisted."""
+    alerts.send(
+        kind="drift_persistent",
+        asset="drift_report",
+        partition=d.day.isoformat(),
+        cause="persistent drift",
+        message=(
+            f"features drifted on {sum(d.recent)} of the last {len(d.recent)} days "
+            f"(share {d.result.drift_share:.0%} on {d.day}, threshold "
+            f"{limits.drift_share_max:.0%})"
+        ),
+        run_id=run_id,
+    )
+
+
 def build_drift_report(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
-    numeric, categorical = spec.monitored_numeric, spec.monitored_categorical
 
     @dg.asset(
         name="drift_report",
@@ -142,150 +188,36 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
         alerts: AlertSinkResource,
     ):
-        import polars as pl
-
-        from mlops_assets.ml import drift
+        from mlops_assets.ml import monitoring
 
         wh = warehouse.get()
-        references = wh.read("drift_reference")
-        past = wh.read("drift_report")
-        summary = past.filter(pl.col("column") == "__drifted__") if past.width else None
-        flags = {
-            r["day"]: bool(r["drifted"])
-            for r in (summary.iter_rows(named=True) if summary is not None else [])
-        }
 
         days = partition_days(context)
-
-        def run(day: date):
-            feats, preds = features, predictions
-            if day not in days:
-                end = day + timedelta(days=1)
-                feats = wh.read("features", spec.date_column, day, end)
-                preds = wh.read("predictions", spec.date_column, day, end)
-                if not preds.width:
-                    return None, preds
-            current = feats.filter(pl.col(spec.date_column) == day).join(
-                preds.select(spec.event_key, "prediction", "model_version"),
-                on=spec.event_key,
-                how="inner",
+        try:
+            result = monitoring.drift_report_stage(
+                spec,
+                days,
+                features,
+                predictions,
+                wh.read("drift_reference"),
+                monitoring.stored_flags(wh.read("drift_report")),
+                lambda day: _read_day(wh, spec.date_column, day),
+                limits,
             )
-            if current.is_empty():
-                return None, current
-            version = current["model_version"][0]
-            reference = references.filter(pl.col("model_version") == version)
-            if reference.is_empty():
-                raise dg.Failure(
-                    description=f"no drift reference for champion v{version}: materialize "
-                    "drift_reference for its training date"
-                )
-            reference = reference.filter(pl.col(TRAINING_DATE) == reference[TRAINING_DATE].max())
-            result = drift.drift_report(
-                reference,
-                current,
-                numeric,
-                categorical,
-                name=day.isoformat(),
-                timestamp=datetime.combine(day, datetime.min.time()),
-                drift_share_max=limits.drift_share_max,
-            )
-            return result, current
-
-        frames, verdicts = [], {name: [] for name in (DRIFT_SHARE, PREDICTION_DRIFT, NULL_SHARE)}
-        persistent_days: list[str] = []
-        for day in days:
-            result, current = run(day)
-            if result is None:
-                raise dg.Failure(description=f"no predictions for {day}: nothing to monitor")
-            html = drift.save_report(result, settings.reports_dir / f"drift_{day}.html")
-            drift.add_to_workspace(
-                result, settings.reports_dir / "workspace", f"mlops_assets_{settings.env}"
-            )
-            rules = {
-                DRIFT_SHARE: drift.drift_share_rule(result, limits.drift_share_max),
-                NULL_SHARE: drift.null_share_rule(
-                    current, numeric + categorical, limits.null_share_max
-                ),
-                PREDICTION_DRIFT: drift.prediction_drift_rule(result),
-            }
-            flags[day] = not rules[DRIFT_SHARE].passed
-            window = [day - timedelta(days=k) for k in range(limits.drift_persist_m - 1, -1, -1)]
-            for earlier in window:
-                if earlier not in flags and earlier >= p.spec.start_date:
-                    previous, _ = run(earlier)
-                    if previous is not None:
-                        flags[earlier] = not drift.drift_share_rule(
-                            previous, limits.drift_share_max
-                        ).passed
-            recent = [flags[d] for d in window if d in flags]
-            persistent = drift.persistent(recent, limits.drift_persist_n, limits.drift_persist_m)
-            if persistent:
-                persistent_days.append(str(day))
-                alerts.send(
-                    kind="drift_persistent",
-                    asset="drift_report",
-                    partition=day.isoformat(),
-                    cause="persistent drift",
-                    message=(
-                        f"features drifted on {sum(recent)} of the last {len(recent)} days "
-                        f"(share {result.drift_share:.0%} on {day}, threshold "
-                        f"{limits.drift_share_max:.0%})"
-                    ),
-                    run_id=context.run_id,
-                )
-            for name, rule in rules.items():
-                verdicts[name].append((day, rule))
-            verdicts.setdefault(PERSISTENT, []).append((day, (recent, persistent)))
-            frames.append(result.frame().with_columns(pl.lit(day, dtype=pl.Date).alias("day")))
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "column": ["__drifted__"],
-                        "kind": ["summary"],
-                        "drifted": [flags[day]],
-                        "score": [result.drift_share],
-                        "day": [day],
-                    }
-                )
-            )
-            context.add_asset_metadata(
-                {
-                    **result.metrics(),
-                    "day": str(day),
-                    "persistent_drift": persistent,
-                    "report": dg.MetadataValue.url(settings.report_url(html)),
-                    "report_file": dg.MetadataValue.path(str(html)),
-                    "summary": dg.MetadataValue.md(result.summary_markdown()),
-                },
-                partition_key=day.isoformat(),
-            )
-        yield dg.Output(pl.concat(frames, how="diagonal_relaxed"))
+        except monitoring.MonitoringError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        for d in result.days:
+            _publish_day(context, d, settings, alerts)
+        yield dg.Output(result.frame)
         sev = severity(limits.strict)
-        for name in (DRIFT_SHARE, PREDICTION_DRIFT, NULL_SHARE):
-            failed = [(d, r) for d, r in verdicts[name] if not r.passed]
-            day, rule = (failed or verdicts[name])[-1]
+        for name, rule in RULES.items():
+            passed, metadata = result.verdict(rule)
             yield dg.AssetCheckResult(
-                check_name=name,
-                passed=not failed,
-                severity=sev,
-                metadata={
-                    **rule.metadata(),
-                    "day": str(day),
-                    "days_checked": len(days),
-                    "days_failed": ", ".join(str(d) for d, _ in failed) or "none",
-                },
+                check_name=name, passed=passed, severity=sev, metadata=metadata
             )
-        last_recent = verdicts[PERSISTENT][-1][1][0]
+        passed, metadata = result.persistence(limits)
         yield dg.AssetCheckResult(
-            check_name=PERSISTENT,
-            passed=not persistent_days,
-            severity=sev,
-            metadata={
-                "observed": f"{sum(last_recent)} of {len(last_recent)} days drifted "
-                f"(up to {days[-1]})",
-                "threshold": f"< {limits.drift_persist_n} of {limits.drift_persist_m}",
-                "persistent_on": ", ".join(persistent_days) or "none",
-            },
+            check_name=PERSISTENT, passed=passed, severity=sev, metadata=metadata
         )
 
     return drift_report
