@@ -14,6 +14,8 @@ from datetime import date
 import polars as pl
 import pytest
 
+from mlops_assets.defs.alerts import alert_on_failed_checks
+from mlops_assets.defs.resources import AlertSinkResource
 from mlops_assets.runner import ensure_instance, run_days, run_training
 from mlops_assets_tests.helpers import Pipeline, day_range, simulator_spec
 
@@ -87,7 +89,17 @@ def test_an_injected_leak_is_flagged_and_blocks_promotion_in_staging(
     assert leak.metadata["observed"].value < leak.metadata["threshold"].value
     assert leak.metadata["decisions_refused_by_gate"].value == 1
 
+    # The alert sensor (as the daemon ticks it) does not alert a second time for the gate check:
+    # the decision history sent the one alert that names the gate.
+    sink = AlertSinkResource(env=settings.env, path=str(settings.alerts_path))
+    context = dg.build_sensor_context(
+        instance=pipeline.instance, resources={"alerts": sink}, definitions=pipeline.definitions()
+    )
+    alert_on_failed_checks(context)
     alerts = [json.loads(x) for x in settings.alerts_path.read_text().splitlines()]
+    assert [a for a in alerts if "target_leak" in a["cause"]] == [
+        a for a in alerts if a["kind"] == "gate"
+    ], alerts
     gate_alerts = [a for a in alerts if a["kind"] == "gate"]
     assert len(gate_alerts) == 1, alerts
     assert gate_alerts[0]["cause"] == "promotion refused by target_leak"

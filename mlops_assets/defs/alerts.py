@@ -16,6 +16,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
+from mlops_assets.defs.model_deployment.checks import ALERTED_BY_ASSET
 from mlops_assets.defs.resources import AlertSinkResource
 
 RUN_FAILURE_SENSOR = "alert_on_run_failure"
@@ -152,6 +153,8 @@ def _send_check_failure(record: AssetCheckExecutionRecord, alerts: AlertSinkReso
     if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
         return 0
     meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+    if meta.get(ALERTED_BY_ASSET):
+        return 0  # its asset sent the alert (a refused promotion names its gate)
     return int(
         alerts.send(
             kind="check_failed",

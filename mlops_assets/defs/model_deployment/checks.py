@@ -22,6 +22,8 @@ CHAMPION_SERVES = "champion_serves"
 ONE_DECISION = "one_decision_per_training_date"
 IN_FORCE_NOT_BASELINE = "champion_in_force_never_baseline"
 NO_REGRESSION = "no_regression_vs_incumbent"
+# Metadata of a check result whose failure its asset alerts itself: the alert sensor skips it.
+ALERTED_BY_ASSET = "alerted_by_asset"
 # The promotion gates (mlops_assets.ml.gates), one check each on the decision history.
 GATE_DESCRIPTIONS = {
     "segment_guardrail": "No segment holding at least {segment_min_share:.0%} of the holdout's "
@@ -236,6 +238,8 @@ def _gate_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetCheck
             "blocking_here": limits.blocks(name),
             "decisions_refused_by_gate": refusals,
             "training_decisions": len(training),
+            # A refusal is alerted once, by the decision history, naming the gate.
+            ALERTED_BY_ASSET: True,
         }
         for key, value in (result.counts if result else {}).items():
             if isinstance(value, int | float):
