@@ -23,6 +23,7 @@ import pytest
 from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._grpc.client import DagsterGrpcClient
 
+from mlops_assets.environments import REPO_ROOT
 from mlops_assets_tests.deploy.harness import (
     DEPLOY_WORKSPACE,
     LOCATION,
@@ -168,7 +169,9 @@ def webservers(
     # Under `make test` the tests inherit the outer make's flags (jobserver, dry run, ...).
     for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         readonly_env.pop(var, None)
-    make_args = ["make", "--no-print-directory", "-o", ".venv/.installed", "ui-readonly"]
+    venv = BIN.parent
+    make_args = ["make", "--no-print-directory", "-C", str(REPO_ROOT), f"VENV={venv}"]
+    make_args += ["-o", str(venv / ".installed"), "ui-readonly"]
     make_args += [f"UI_PORT={readonly_port}", f"UI_REPORTS_PORT={free_port()}"]
 
     db = postgres_server.create_database("webserver")
