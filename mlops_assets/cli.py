@@ -65,7 +65,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         metric_batches,
         reporting,
         run_days,
-        run_health,
         run_metrics,
         run_scoring,
         run_training,
@@ -162,8 +161,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 run_scoring(defs, instance, served, progress, summary, drift_days=args.drift_days)
             with stage("business metrics", metric_batches(settings, served)) as progress:
                 run_metrics(defs, instance, settings, served, progress, summary)
-        with stage("pipeline health", 1) as progress:
-            run_health(defs, instance, progress, summary)
     wh = Warehouse(settings.warehouse_path, settings.schema)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")
@@ -482,12 +479,6 @@ def _print_monitoring(wh, settings) -> None:
                 f"cost/outcome {r['cost_per_outcome_actual']:>7.2f}  WAPE {r['wape']:.3f}  "
                 f"bias {r['bias']:+.3f}"
             )
-    if wh.table_exists("pipeline_health"):
-        health = wh.query(f'SELECT stage, status, reasons FROM "{schema}"."pipeline_health"')
-        print("  Pipeline health: " + ", ".join(f"{s} {h}" for s, h, _ in health.iter_rows()))
-        for stage, status, why in health.iter_rows():
-            if why:
-                print(f"    {stage} ({status}): {why[:160]}")
     alerts = []
     if settings.alerts_path.exists():
         alerts = [json.loads(x) for x in settings.alerts_path.read_text().splitlines() if x]

@@ -94,12 +94,9 @@ def build_definitions() -> dg.Definitions:
             ),
             dg.define_asset_job(
                 SCORING_JOB,
-                selection=dg.AssetSelection.assets("predictions", "drift_report", "data_profile"),
+                selection=dg.AssetSelection.assets("predictions", "drift_report"),
                 partitions_def=p.daily,
-                description=(
-                    "Predictions of a day (and what watches them, with the day's data profile), "
-                    "once a champion is in."
-                ),
+                description="Predictions of a day (and what watches them), once a champion is in.",
             ),
             dg.define_asset_job(
                 METRICS_JOB,

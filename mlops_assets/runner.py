@@ -332,7 +332,7 @@ def scoring_batches(days: Iterable[date], drift_days: int | None = None) -> int:
     """How many runs :func:`run_scoring` starts for ``days``."""
     days = sorted(days)
     watched = days if drift_days is None else days[-drift_days:]
-    return len(_contiguous(days)) + 2 * len(_contiguous(watched))
+    return len(_contiguous(days)) + len(_contiguous(watched))
 
 
 def metric_batches(settings: Settings, days: Iterable[date]) -> int:
@@ -553,8 +553,8 @@ def run_scoring(
     summary: RunSummary | None = None,
     drift_days: int | None = None,
 ) -> RunSummary:
-    """Predictions over each contiguous range of ``days``, and drift reports and data profiles
-    of the last ``drift_days`` of them (all when None)."""
+    """Predictions over each contiguous range of ``days``, and drift reports of the last
+    ``drift_days`` of them (all when None)."""
     from mlops_assets.definitions import SCORING_JOB
 
     summary = summary or RunSummary()
@@ -563,7 +563,6 @@ def run_scoring(
     watched = days if drift_days is None else days[-drift_days:]
     batches = [(r, ["predictions"]) for r in _contiguous(days)]
     batches += [(r, ["drift_report"]) for r in _contiguous(watched)]
-    batches += [(r, ["data_profile"]) for r in _contiguous(watched)]
     for (first, last), names in batches:
         result = _execute(
             job, instance, range_tags(first, last), asset_selection=[dg.AssetKey(n) for n in names]
@@ -571,21 +570,6 @@ def run_scoring(
         label = f"{first}..{last}"
         summary.add(result, f"{names[0]} {label}")
         progress(f"{names[0]} {label}: {'ok' if result.success else 'FAILED'}")
-    return summary
-
-
-def run_health(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    progress: Callable[[str], None] = lambda _: None,
-    summary: RunSummary | None = None,
-) -> RunSummary:
-    """The pipeline's health per stage (``pipeline_health``), from what the instance records."""
-    summary = summary or RunSummary()
-    job = defs.resolve_implicit_global_asset_job_def()
-    result = _execute(job, instance, asset_selection=[dg.AssetKey("pipeline_health")])
-    summary.add(result, "pipeline_health")
-    progress(f"pipeline_health: {'ok' if result.success else 'FAILED'}")
     return summary
 
 
