@@ -205,7 +205,7 @@ def _serving_world_worker(args: dict[str, Any]) -> dict[str, Any]:
         training_windows,
     )
     from mlops_assets.simulator import SimulatorConfig, simulate_day
-    from mlops_assets.storage import online_store
+    from mlops_assets.storage import champion_pointer, online_store
     from mlops_assets_tests.worlds import simulated_days
 
     p = project()
@@ -237,6 +237,13 @@ def _serving_world_worker(args: dict[str, Any]) -> dict[str, Any]:
         logged.version,
         [CHAMPION_ALIAS, settings.stage_alias],
         settings.mlflow_tracking_uri,
+    )
+    # The endpoint follows the champion pointer, as the decision history publishes it.
+    champion_pointer.publish(
+        settings.champion_pointer_path,
+        settings.registered_model_name,
+        logged.version,
+        [CHAMPION_ALIAS, settings.stage_alias],
     )
     recent = examples.filter(pl.col(spec.date_column) > last_day - timedelta(days=7))
     store = latest_per_serving_key(spec, recent.drop(spec.target))
