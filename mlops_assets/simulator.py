@@ -37,7 +37,7 @@ _CREATIVE_EVERY_DAYS = 9
 _CREATIVE_LIFETIME_DAYS = 120
 
 INCIDENT_KINDS = ("null_storm", "schema_change", "empty_day", "negative_target", "duplicate_keys")
-DRIFT_KINDS = ("audience_shift", "creative_mix")
+DRIFT_KINDS = ("audience_shift", "creative_mix", "response_shift")
 
 
 class SimulatorError(ValueError):
@@ -194,6 +194,10 @@ def simulate_day(day: date, config: SimulatorConfig) -> tuple[pl.DataFrame, pl.D
         * hour_shape
         * saturation
     )
+    for drift in active:
+        if drift.kind == "response_shift":
+            hit = net_idx == NETWORKS.index(drift.network) if drift.network else True
+            rate = np.where(hit, rate * drift.factor, rate)
     expected = audience * rate
     visits = rng.poisson(expected * rng.gamma(8.0, 1.0 / 8.0, size=n)).astype(float)
 

@@ -221,3 +221,20 @@ def test_duplicate_keys_only_on_their_date() -> None:
     assert events["airing_id"].n_unique() == 400
     before = simulate_day(BEFORE, cfg)[0]
     assert before["airing_id"].n_unique() == before.height == 400
+
+
+def test_response_drift_scales_the_outcome_of_its_network_from_its_date() -> None:
+    drift = {"kind": "response_shift", "date": DAY.isoformat(), "network": "ESPN", "factor": 2}
+    drifted = config(airings_per_day=5000, drifts=[drift])
+    plain = config(airings_per_day=5000)
+
+    def visits(day: date, cfg: SimulatorConfig) -> pl.DataFrame:
+        events, outcomes = simulate_day(day, cfg)
+        return outcomes.join(events.select("airing_id", "network"), on="airing_id")
+
+    assert visits(BEFORE, drifted).equals(visits(BEFORE, plain))
+    on_day = visits(DAY, drifted).group_by("network").agg(pl.col("visits").mean())
+    base = visits(DAY, plain).group_by("network").agg(pl.col("visits").mean().alias("plain"))
+    ratio = dict(on_day.join(base, on="network").select("network", pl.col("visits") / "plain").rows())
+    assert 1.8 < ratio["ESPN"] < 2.2, ratio
+    assert 0.9 < ratio["CBS"] < 1.1, ratio
