@@ -235,6 +235,8 @@ def test_response_drift_scales_the_outcome_of_its_network_from_its_date() -> Non
     assert visits(BEFORE, drifted).equals(visits(BEFORE, plain))
     on_day = visits(DAY, drifted).group_by("network").agg(pl.col("visits").mean())
     base = visits(DAY, plain).group_by("network").agg(pl.col("visits").mean().alias("plain"))
-    ratio = dict(on_day.join(base, on="network").select("network", pl.col("visits") / "plain").rows())
+    ratio = dict(
+        on_day.join(base, on="network").select("network", pl.col("visits") / "plain").rows()
+    )
     assert 1.8 < ratio["ESPN"] < 2.2, ratio
     assert 0.9 < ratio["CBS"] < 1.1, ratio

@@ -4,7 +4,7 @@ warehouse, MLflow store), each on simulated data whose outcome shifts on chosen 
 - in staging, the visits of every airing rise by 80% from the first holdout day on, so every
   model trained before under-predicts the holdout: the business benchmark refuses the
   proposal, nothing becomes champion, and one alert names the gate;
-- in dev, the visits rise by 30% everywhere from one day on (the incumbent, trained before, under-
+- in dev, the visits rise by 60% everywhere from one day on (the incumbent, trained before, under-
   predicts; the next candidate, trained partly after, wins overall), while one large network's
   visits are tripled for the week that ends the candidate's training window only (the candidate
   over-predicts that network on its holdout): the segment guardrail refuses it with a reason that
@@ -35,7 +35,7 @@ FIRST, SECOND = "2025-01-20", "2025-01-27"
 # holds out 01-29..02-02.
 SHIFT_DAY = "2025-01-22"
 RESTORE_DAY = "2025-01-29"
-SEGMENT = "CBS"
+SEGMENT = "TLC"  # a fifth of the holdout's spend
 
 
 def _play(
@@ -56,7 +56,9 @@ def _play(
         patch.setenv("DAGSTER_HOME", str(pipeline.settings.dagster_home))
         pipeline.use_instance(ensure_instance(pipeline.settings))
         defs = pipeline.definitions()
-        ran = run_days(defs, pipeline.instance, pipeline.settings, day_range(date(2025, 1, 1), days))
+        ran = run_days(
+            defs, pipeline.instance, pipeline.settings, day_range(date(2025, 1, 1), days)
+        )
         assert not ran.failed_runs, ran.failed_runs
         summaries = []
         for partition in training:
@@ -78,7 +80,7 @@ def biased(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline,
 @pytest.fixture(scope="module")
 def segment_loser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, list]]:
     drifts = [
-        {"kind": "response_shift", "date": SHIFT_DAY, "factor": 1.3},
+        {"kind": "response_shift", "date": SHIFT_DAY, "factor": 1.6},
         {"kind": "response_shift", "date": SHIFT_DAY, "network": SEGMENT, "factor": 3.0},
         {"kind": "response_shift", "date": RESTORE_DAY, "network": SEGMENT, "factor": 1 / 3},
     ]
@@ -141,7 +143,7 @@ def test_a_candidate_that_loses_one_large_segment_is_refused_and_the_incumbent_s
     incumbent = first["to_version"]
 
     decision = _decision(pipeline, SECOND)
-    assert decision["action"] == "refused", decision
+    assert decision["action"] == "refused", decision["reason"]
     # It won overall: better than the incumbent on the same holdout.
     assert decision["chosen_score"] < decision["incumbent_score"], decision
     assert "refused by gate segment_guardrail" in decision["reason"]
