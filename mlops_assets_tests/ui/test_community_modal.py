@@ -23,6 +23,7 @@ import yaml
 from playwright.sync_api import Browser, Page, expect
 
 from mlops_assets.environments import REPO_ROOT
+from mlops_assets.services import STOP_GRACE_S
 from mlops_assets_tests.deploy.harness import (
     GraphQL,
     ServerProcess,
@@ -115,7 +116,8 @@ def test_make_dev_ui_shows_no_community_dialog(
         logs,
     )
     children: list[psutil.Process] = []
-    with running([dev, control]):
+    # The supervisor gives its children STOP_GRACE_S after SIGINT; make gets that and a margin.
+    with running([dev, control], grace=STOP_GRACE_S + 15):
         dev_api = GraphQL(f"http://127.0.0.1:{dev_port}")
         control_api = GraphQL(f"http://127.0.0.1:{control_port}")
         try:
@@ -151,7 +153,8 @@ def test_make_dev_ui_shows_no_community_dialog(
         finally:
             dev_api.close()
             control_api.close()
-    survivors = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    survivors = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     for process in survivors:
         process.kill()
     assert survivors == [], f"make dev left {survivors} running after SIGINT"
