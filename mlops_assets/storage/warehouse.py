@@ -85,6 +85,12 @@ class Warehouse:
         self.schema = validate_identifier(schema, "warehouse schema")
         self.lock_timeout_s = lock_timeout_s
 
+    def shared_connection(self) -> _Shared | None:
+        """This process's open connection to the file, or None once it has closed
+        (``LINGER_SECONDS`` after its last call)."""
+        with _SHARED_LOCK:
+            return _SHARED.get(str(self.path.resolve()))
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on this process's connection to the file, opened (waiting while another
