@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import tenacity
 
 from mlops_assets.environments import validate_identifier
 
@@ -134,16 +135,17 @@ class Warehouse:
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        # While another process holds the file's lock, wait 0.05 s, doubling up to 1 s, until
+        # lock_timeout_s has passed; then (or on any other error) raise DuckDB's own error.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+            ),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+            stop=tenacity.stop_after_delay(self.lock_timeout_s),
+            reraise=True,
+        )
+        return retrying(duckdb.connect, str(self.path), read_only=read_only)
 
     def _table(self, table: str) -> str:
         return f"{_quote(self.schema)}.{_quote(validate_identifier(table, 'table name'))}"
