@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     # Imported where used: loading the definitions builds a Warehouse but never opens it.
     import duckdb
     import polars as pl
+    import pyarrow as pa
 
 
 class WarehouseError(RuntimeError):
@@ -72,6 +73,14 @@ def close_all() -> None:
 
 
 atexit.register(close_all)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame), "an arrow table converts to a frame"
+    return frame
 
 
 def _quote(identifier: str) -> str:
@@ -263,13 +272,13 @@ class Warehouse:
             if not self._columns(con, table):
                 return pl.DataFrame()
             query = f"SELECT * FROM {self._table(table)}"
-            params: list[date] = []
+            params: list[date | None] = []
             if column is not None:
                 validate_identifier(column, "partition column")
                 query += f" WHERE {_quote(column)} >= ? AND {_quote(column)} < ?"
                 params = [start, end]
                 query += f" ORDER BY {_quote(column)}"
-            return pl.from_arrow(con.sql(query, params=params or None).to_arrow_table())
+            return _frame(con.sql(query, params=params or None).to_arrow_table())
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query against the warehouse (tables are ``<schema>.<table>``)."""
@@ -278,4 +287,4 @@ class Warehouse:
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect() as con:
-            return pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+            return _frame(con.sql(sql, params=params).to_arrow_table())
