@@ -34,6 +34,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check mlops_assets mlops_assets_tests benchmarks
 	$(BIN)/ruff format --check mlops_assets mlops_assets_tests benchmarks
+	$(BIN)/mypy
 
 # The deploy tests start a private PostgreSQL server and the UI tests drive Debian's Chromium
 # (never `playwright install`); install each only if it is missing.

@@ -184,7 +184,7 @@ async def _fixed_rate(
             await asyncio.sleep(delay)
         tally.sent += 1
         tasks.append(asyncio.ensure_future(one(i, due)))
-    done, pending = await asyncio.wait(tasks, timeout=60)
+    _done, pending = await asyncio.wait(tasks, timeout=60)
     for task in pending:
         task.cancel()
         tally.fail("no answer within 60 s after the last request was due")

@@ -473,7 +473,7 @@ def _print_monitoring(wh, settings) -> None:
         )
         print("  Business metrics (latest days with actuals):")
         for r in rows.iter_rows(named=True):
-            day = list(r.values())[0]
+            day = next(iter(r.values()))
             print(
                 f"    {day}  actual {r['actual']:>9,.0f}  predicted {r['predicted']:>9,.0f}  "
                 f"cost/outcome {r['cost_per_outcome_actual']:>7.2f}  WAPE {r['wape']:.3f}  "

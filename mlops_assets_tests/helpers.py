@@ -118,10 +118,10 @@ class Pipeline:
         self._instance: dg.DagsterInstance | None = None
         for var in ("MLOPS_ENV", "MLOPS_SCHEMA", *URL_VARS):
             monkeypatch.delenv(var, raising=False)
-        self._set("MLOPS_DATA_DIR", str(self.data_dir))
-        self._set("MLOPS_AS_OF", as_of)
+        self.set_var("MLOPS_DATA_DIR", str(self.data_dir))
+        self.set_var("MLOPS_AS_OF", as_of)
 
-    def _set(self, var: str, value: str) -> None:
+    def set_var(self, var: str, value: str) -> None:
         self.env[var] = value
         self.monkeypatch.setenv(var, value)
 
@@ -143,7 +143,7 @@ class Pipeline:
         other = Pipeline(monkeypatch, root, self.env["MLOPS_AS_OF"])
         for var, value in self.env.items():
             if var != "MLOPS_DATA_DIR":
-                other._set(var, value)
+                other.set_var(var, value)
         return other
 
     def use_spec(self, raw: dict[str, Any] | None = None, **simulator_kwargs: Any) -> Path:
@@ -151,16 +151,16 @@ class Pipeline:
         self._spec_count += 1
         raw = raw if raw is not None else simulator_spec(**simulator_kwargs)
         path = write_yaml(self.spec_dir / f"spec_v{self._spec_count}.yaml", raw)
-        self._set("MLOPS_DATASET", str(path))
+        self.set_var("MLOPS_DATASET", str(path))
         return path
 
     def set_env(self, name: str) -> None:
-        self._set("MLOPS_ENV", name)
+        self.set_var("MLOPS_ENV", name)
 
     def use_urls(self, dagster: str, mlflow: str, reports: str) -> None:
         """Where the links this pipeline writes point: the Dagster UI, MLflow UI, reports."""
         for var, url in zip(URL_VARS, (dagster, mlflow, reports), strict=True):
-            self._set(var, url)
+            self.set_var(var, url)
 
     @property
     def project(self):

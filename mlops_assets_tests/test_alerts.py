@@ -6,10 +6,12 @@ refused by name. (The same sensors under the real daemon: automation/test_alert_
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import date
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import pytest
@@ -20,9 +22,9 @@ from mlops_assets_tests.helpers import Pipeline
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         type(self).bodies.append(json.loads(self.rfile.read(length)))
         self.send_response(200)
@@ -149,5 +151,7 @@ def test_a_dagster_url_that_is_not_http_is_refused(monkeypatch: pytest.MonkeyPat
     from mlops_assets.environments import SettingsError, load_settings
 
     monkeypatch.setenv("MLOPS_DAGSTER_URL", "127.0.0.1:3000")
-    with pytest.raises(SettingsError, match="MLOPS_DAGSTER_URL='127.0.0.1:3000' is not an http"):
+    with pytest.raises(
+        SettingsError, match=re.escape("MLOPS_DAGSTER_URL='127.0.0.1:3000' is not an http")
+    ):
         load_settings()

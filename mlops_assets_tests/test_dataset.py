@@ -4,6 +4,7 @@ kind or otherwise breaks its contract fails at load with a SpecError naming the 
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ def test_unknown_source_kind_names_the_field(tmp_path: Path, kind: str) -> None:
 
 def test_missing_source_file_names_the_field(tmp_path: Path) -> None:
     raw = csv_spec(tmp_path / "nowhere.csv")
-    with pytest.raises(SpecError, match="field 'source.path'.*does not exist"):
+    with pytest.raises(SpecError, match=r"field 'source\.path'.*does not exist"):
         load_spec(write_yaml(tmp_path / "shop.yaml", raw))
 
 
@@ -159,7 +160,7 @@ def test_serving_key_must_be_categorical(tmp_path: Path) -> None:
 def test_bad_training_cadence_names_the_field(tmp_path: Path) -> None:
     raw = simulator_spec()
     raw["training"]["cadence"] = "hourly"
-    with pytest.raises(SpecError, match="field 'training.cadence'"):
+    with pytest.raises(SpecError, match=re.escape("field 'training.cadence'")):
         load_spec(write_yaml(tmp_path / "spec.yaml", raw))
 
 

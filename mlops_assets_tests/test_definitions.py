@@ -146,8 +146,13 @@ def test_dagster_definitions_validate(pipeline: Pipeline, tmp_path: Path) -> Non
     home = tmp_path / "dagster_home"
     copy_dagster_yaml(home)
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"]
-        + ["-w", "workspace.yaml"],
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
         env=clean_env(DAGSTER_HOME=str(home), **pipeline.env),
         cwd=REPO_ROOT,
         capture_output=True,

@@ -258,20 +258,18 @@ def _other_process_opens(path: Path) -> str:
 def test_calls_share_one_connection_and_release_the_file_after_the_linger(
     wh: Warehouse,
 ) -> None:
-    from mlops_assets.storage import warehouse
-
     write_day(wh, day_frame(DAY), DAY)
-    key = str(wh.path.resolve())
     with wh.connect() as first_cursor:
-        shared = warehouse._SHARED[key]
+        shared = wh.shared_connection()
+        assert shared is not None
         assert first_cursor.execute("SELECT count(*) FROM mlops.raw_events").fetchone() == (5,)
         # While a call is in progress the file is this process's.
         assert _other_process_opens(wh.path) == "locked"
     assert read_day(wh, DAY).height == 5
-    assert warehouse._SHARED[key] is shared, "the next call opened the file again"
+    assert wh.shared_connection() is shared, "the next call opened the file again"
     # Once idle for LINGER_SECONDS the connection closes and another process can open the file.
     deadline = time.monotonic() + 30
-    while key in warehouse._SHARED:
+    while wh.shared_connection() is not None:
         assert time.monotonic() < deadline, "the idle connection was never closed"
         time.sleep(0.05)
     assert _other_process_opens(wh.path) == "open"
@@ -284,7 +282,7 @@ def test_a_write_after_reads_reopens_the_file_for_writing(wh: Warehouse) -> None
     warehouse.close_all()
     with wh.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM mlops.raw_events").fetchone() == (5,)
-    assert warehouse._SHARED[str(wh.path.resolve())].read_only
+    assert (shared := wh.shared_connection()) is not None and shared.read_only
     assert write_day(wh, day_frame(NEXT), NEXT) == 5
-    assert not warehouse._SHARED[str(wh.path.resolve())].read_only
+    assert (shared := wh.shared_connection()) is not None and not shared.read_only
     assert read_day(wh, NEXT).height == 5

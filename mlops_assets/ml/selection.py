@@ -233,9 +233,10 @@ def leaderboard_markdown(
     decision: Decision | None = None,
 ) -> str:
     """The leaderboard as a markdown table, best first, with the decision's champion marked."""
-    names = [metric] + sorted(
-        {m for e in [*leaderboard, incumbent] if e for m in e.metrics} - {metric}
-    )
+    names = [
+        metric,
+        *sorted({m for e in [*leaderboard, incumbent] if e for m in e.metrics} - {metric}),
+    ]
     header = ["rank", "candidate", "role", "version", *names, "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, entry in enumerate(rank(leaderboard, metric, incumbent), 1):

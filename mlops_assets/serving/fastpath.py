@@ -43,7 +43,7 @@ class RowPredictor:
         self._config = ctypes.c_void_p()
         _safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-                model.booster._handle,
+                model.booster._handle,  # noqa: SLF001 (the C API needs the booster's handle)
                 ctypes.c_int(_PREDICT_NORMAL),
                 ctypes.c_int(0),
                 ctypes.c_int(iteration if iteration > 0 else -1),

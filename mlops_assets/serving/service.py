@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -141,10 +141,11 @@ class PredictionService:
             if None in found:
                 missing = [k for k, row in zip(parsed.keys, found, strict=True) if row is None]
                 raise protocol.missing_keys_error(missing, self.schema.serving_keys, len(found))
+            present = cast("list[dict[str, Any]]", found)
             if parsed.overrides:
-                features = [protocol.feature_row(row, parsed.overrides) for row in found]
+                features = [protocol.feature_row(row, parsed.overrides) for row in present]
             else:
-                features = found
+                features = present
             model = champion.model
             if len(found) == 1 and champion.row_predictor is not None:
                 row = None if parsed.overrides else (snapshot.encoded or {}).get(parsed.keys[0])
@@ -199,10 +200,12 @@ class PredictionService:
         if reasons:
             return 503, {"error": NOT_READY, "detail": "; ".join(reasons), "reasons": reasons}
         snapshot = self.state.snapshot
+        champion, store = snapshot.champion, snapshot.store
+        assert champion is not None and store is not None, "ready means both are loaded"
         return 200, {
             "status": "ready",
-            "model_version": snapshot.champion.version,
-            "online_store_rows": snapshot.store.row_count,
+            "model_version": champion.version,
+            "online_store_rows": store.row_count,
         }
 
     def describe(self) -> dict[str, Any]:

@@ -84,10 +84,10 @@ class AlertSink:
             for row in self.read()
         )
 
-    def _post(self, alert: Alert) -> str:
+    def _post(self, alert: Alert, webhook_url: str) -> str:
         payload = {"text": alert.text()} if self.webhook_format == "slack" else asdict(alert)
         request = urllib.request.Request(
-            self.webhook_url,
+            webhook_url,
             data=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -107,7 +107,7 @@ class AlertSink:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._recent(alert.dedup_key(), now):
                 return False
-            delivery = self._post(alert) if self.webhook_url else "log only"
+            delivery = self._post(alert, self.webhook_url) if self.webhook_url else "log only"
             row = {
                 "ts": now.isoformat(),
                 "dedup_key": alert.dedup_key(),

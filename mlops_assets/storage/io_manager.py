@@ -7,6 +7,7 @@ the rows that exist, so history windows work from the first day on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -99,8 +100,9 @@ def _failure_reason(instance: dg.DagsterInstance, key: dg.AssetKey, partition: s
             continue
         data = event.step_failure_data.user_failure_data
         days = (data.metadata or {}).get("failed_days") if data is not None else None
-        if days is not None and day in days.value:
-            reason = days.value[day]
+        by_day = days.value if days is not None and isinstance(days.value, Mapping) else {}
+        if day in by_day:
+            reason = str(by_day[day])
         elif data is not None and data.description:
             reason = data.description
         elif event.step_failure_data.error is not None:

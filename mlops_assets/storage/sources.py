@@ -80,6 +80,13 @@ def _where(spec: DatasetSpec) -> str:
     return f"{spec.source.kind} source {spec.source.path}"
 
 
+def _file(spec: DatasetSpec) -> Path:
+    """The file of a csv or parquet source (the spec loader requires one for those kinds)."""
+    if spec.source.path is None:
+        raise SourceReadError(f"{_where(spec)} names no file")
+    return spec.source.path
+
+
 def _duckdb_table(spec: DatasetSpec) -> pl.DataFrame:
     import duckdb
 
@@ -114,7 +121,7 @@ def _csv_text(path: Path, _mtime_ns: int, _size: int) -> pl.DataFrame:
 
 
 def _csv(spec: DatasetSpec) -> pl.DataFrame:
-    path = spec.source.path
+    path = _file(spec)
     stat = path.stat()
     return _csv_text(path, stat.st_mtime_ns, stat.st_size)
 
@@ -142,14 +149,14 @@ def source_schema(spec: DatasetSpec) -> dict[str, str]:
     if spec.source.kind == "csv":
         try:
             schema = pl.scan_csv(
-                spec.source.path, try_parse_dates=True, infer_schema_length=None
+                _file(spec), try_parse_dates=True, infer_schema_length=None
             ).collect_schema()
         except pl.exceptions.PolarsError as exc:
             reason = str(exc).strip().splitlines()[0]
             raise SourceReadError(f"{_where(spec)} cannot be read: {reason}") from exc
         return {name: _kind(dtype) for name, dtype in schema.items()}
     if spec.source.kind == "parquet":
-        schema = pl.scan_parquet(spec.source.path).collect_schema()
+        schema = pl.scan_parquet(_file(spec)).collect_schema()
         return {name: _kind(dtype) for name, dtype in schema.items()}
     return {name: _kind(dtype) for name, dtype in _duckdb_table(spec).schema.items()}
 
@@ -182,14 +189,15 @@ def source_date_range(spec: DatasetSpec) -> tuple[date, date] | None:
     if spec.source.kind == "csv":
         days = _csv(spec).select(_as_date(pl.col(spec.date_column)).alias("d"))
     elif spec.source.kind == "parquet":
-        days = pl.scan_parquet(spec.source.path).select(
-            pl.col(spec.date_column).cast(pl.Date).alias("d")
+        days = (
+            pl.scan_parquet(_file(spec))
+            .select(pl.col(spec.date_column).cast(pl.Date).alias("d"))
+            .collect()
         )
-        days = days.collect()
     else:
         days = _duckdb_table(spec).select(pl.col(spec.date_column).cast(pl.Date).alias("d"))
     first, last = days["d"].min(), days["d"].max()
-    if first is None:
+    if not isinstance(first, date) or not isinstance(last, date):
         raise SourceReadError(f"{_where(spec)} holds no dated rows: it has no day to run")
     return first, last
 
@@ -243,7 +251,7 @@ def _file_day(spec: DatasetSpec, day: date) -> pl.DataFrame:
         frame = _csv_day(spec, day)
     elif spec.source.kind == "parquet":
         col = pl.col(spec.date_column)
-        frame = pl.scan_parquet(spec.source.path).filter(col.cast(pl.Date) == day).collect()
+        frame = pl.scan_parquet(_file(spec)).filter(col.cast(pl.Date) == day).collect()
     else:
         frame = _duckdb_table(spec).filter(pl.col(spec.date_column).cast(pl.Date) == day)
     # A category may be stored as numbers (a 0/1 flag); the pipeline reads it as text.

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import tenacity
 
 from mlops_assets.environments import validate_identifier
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     # Imported where used: loading the definitions builds a Warehouse but never opens it.
     import duckdb
     import polars as pl
+    import pyarrow as pa
 
 
 class WarehouseError(RuntimeError):
@@ -73,6 +75,14 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
+def _frame(table: pa.Table) -> pl.DataFrame:
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame), "an arrow table converts to a frame"
+    return frame
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -84,6 +94,12 @@ class Warehouse:
         self.path = Path(path)
         self.schema = validate_identifier(schema, "warehouse schema")
         self.lock_timeout_s = lock_timeout_s
+
+    def shared_connection(self) -> _Shared | None:
+        """This process's open connection to the file, or None once it has closed
+        (``LINGER_SECONDS`` after its last call)."""
+        with _SHARED_LOCK:
+            return _SHARED.get(str(self.path.resolve()))
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -128,16 +144,17 @@ class Warehouse:
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        # While another process holds the file's lock, wait 0.05 s, doubling up to 1 s, until
+        # lock_timeout_s has passed; then (or on any other error) raise DuckDB's own error.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+            ),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+            stop=tenacity.stop_after_delay(self.lock_timeout_s),
+            reraise=True,
+        )
+        return retrying(duckdb.connect, str(self.path), read_only=read_only)
 
     def _table(self, table: str) -> str:
         return f"{_quote(self.schema)}.{_quote(validate_identifier(table, 'table name'))}"
@@ -255,13 +272,13 @@ class Warehouse:
             if not self._columns(con, table):
                 return pl.DataFrame()
             query = f"SELECT * FROM {self._table(table)}"
-            params: list[date] = []
+            params: list[date | None] = []
             if column is not None:
                 validate_identifier(column, "partition column")
                 query += f" WHERE {_quote(column)} >= ? AND {_quote(column)} < ?"
                 params = [start, end]
                 query += f" ORDER BY {_quote(column)}"
-            return pl.from_arrow(con.sql(query, params=params or None).to_arrow_table())
+            return _frame(con.sql(query, params=params or None).to_arrow_table())
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query against the warehouse (tables are ``<schema>.<table>``)."""
@@ -270,4 +287,4 @@ class Warehouse:
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect() as con:
-            return pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+            return _frame(con.sql(sql, params=params).to_arrow_table())

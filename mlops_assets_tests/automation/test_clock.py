@@ -90,9 +90,9 @@ def build_history(pipeline: Pipeline, last_day: date) -> None:
     proposed, cutoff = history["proposed_version"][-1], history["effective_from"][-1]
     release = {"action": "promote", "version": proposed, "approved_by": "ana", "reason": "test"}
     as_of = pipeline.env["MLOPS_AS_OF"]
-    pipeline._set("MLOPS_AS_OF", f"{cutoff}T06:00")
+    pipeline.set_var("MLOPS_AS_OF", f"{cutoff}T06:00")
     runner.run_decisions(pipeline.definitions(), instance, summary=summary, release=release)
-    pipeline._set("MLOPS_AS_OF", as_of)
+    pipeline.set_var("MLOPS_AS_OF", as_of)
     first_served = runner.first_champion_day(settings)
     served = day_range(first_served, (last_day - first_served).days + 1)
     runner.run_scoring(defs, instance, served, summary=summary)

@@ -39,8 +39,12 @@ def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
     """`dagster-daemon run` of the project's module, in a new session (its own group)."""
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run"]
-            + ["-m", "mlops_assets.definitions"],
+            [
+                str(Path(sys.executable).with_name("dagster-daemon")),
+                "run",
+                "-m",
+                "mlops_assets.definitions",
+            ],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,

@@ -73,7 +73,7 @@ def world(built_world: tuple[World, Path, Path], monkeypatch: pytest.MonkeyPatch
     """The champion world, bound to this test's variables and back on its base spec."""
     world, spec_path, _ = built_world
     world.bind(monkeypatch)
-    world.pipeline._set("MLOPS_DATASET", str(spec_path))
+    world.pipeline.set_var("MLOPS_DATASET", str(spec_path))
     return world
 
 

@@ -139,7 +139,7 @@ def test_hostile_duckdb_source_table_is_refused(tmp_path: Path) -> None:
     (tmp_path / "source.duckdb").write_bytes(b"")
     raw = simulator_spec()
     raw["source"] = {"kind": "duckdb", "path": "source.duckdb", "table": 'events"; DROP x; --'}
-    with pytest.raises(SpecError, match="dataset spec field 'source.table'"):
+    with pytest.raises(SpecError, match=re.escape("dataset spec field 'source.table'")):
         load_spec(write_yaml(tmp_path / "spec.yaml", raw))
 
 
@@ -195,7 +195,7 @@ def test_state_path_linked_outside_the_data_folder_is_refused(data: Path, tmp_pa
     elsewhere.mkdir()
     (data / "staging").mkdir()
     (data / "staging" / "reports").symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(SettingsError, match="reports_dir .* resolves to .*elsewhere"):
+    with pytest.raises(SettingsError, match=r"reports_dir .* resolves to .*elsewhere"):
         load_settings("staging")
 
 
@@ -273,7 +273,7 @@ def test_data_dir_that_is_a_file_is_refused(
 ) -> None:
     (tmp_path / "data").write_text("not a folder")
     monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
-    with pytest.raises(SettingsError, match="MLOPS_DATA_DIR=.* is not a directory"):
+    with pytest.raises(SettingsError, match=r"MLOPS_DATA_DIR=.* is not a directory"):
         load_settings()
 
 

@@ -25,7 +25,7 @@ from mlops_assets.ml.training import (
 # be set before lightgbm loads, which nothing imported above does.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from mlops_assets_tests.worlds import (  # noqa: E402  (after OMP_WAIT_POLICY is set)
+from mlops_assets_tests.worlds import (  # after OMP_WAIT_POLICY is set
     AIRINGS_PER_DAY,
     FIRST_DAY,
     HOLDOUT_DAYS,

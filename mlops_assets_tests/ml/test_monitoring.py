@@ -52,7 +52,7 @@ def test_a_day_gets_its_report_rules_and_the_stored_flags_of_the_window(world) -
     assert day.recent[:2] == [False, True] and len(day.recent) == 3
     summary = result.frame.filter(pl.col("column") == monitoring.SUMMARY_COLUMN)
     assert summary.height == 1 and summary["drifted"][0] == (not day.rules["drift_share"].passed)
-    passed, evidence = result.verdict("null_share")
+    _passed, evidence = result.verdict("null_share")
     assert evidence["days_checked"] == 1 and evidence["day"] == str(DAY)
     assert monitoring.stored_flags(result.frame) == {DAY: summary["drifted"][0]}
 

@@ -110,8 +110,15 @@ def test_make_dev_ui_shows_no_community_dialog(
     )
     control = start_process(
         "control_webserver",
-        [str(VENV / "bin" / "dagster-webserver"), "-w", str(REPO_ROOT / "workspace.yaml")]
-        + ["-h", "127.0.0.1", "-p", str(control_port)],
+        [
+            str(VENV / "bin" / "dagster-webserver"),
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(control_port),
+        ],
         {**env, "DAGSTER_HOME": str(control_home)},
         logs,
     )

@@ -139,7 +139,8 @@ def history_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
         )
         for name, text in GATE_DESCRIPTIONS.items()
     ]
-    return gate_specs + [
+    return [
+        *gate_specs,
         dg.AssetCheckSpec(
             ONE_DECISION,
             asset="champion_history",
@@ -175,7 +176,8 @@ def history_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetChe
         (pl.col("to_version") != pl.col("from_version")) & pl.col("incumbent_score").is_not_null()
     )
     worse = changed.filter(pl.col("chosen_score") >= pl.col("incumbent_score"))
-    return _gate_check_results(p, history) + [
+    return [
+        *_gate_check_results(p, history),
         dg.AssetCheckResult(
             check_name=ONE_DECISION,
             passed=not repeated,
