@@ -4,8 +4,8 @@ dataset's words, and column lineage from predictions and business metrics back t
 import dagster as dg
 
 from mlops_assets.dataset import DatasetSpec
+from mlops_assets.storage.io_manager import COLUMN_SCHEMA
 
-COLUMN_SCHEMA = "dagster/column_schema"
 COLUMN_LINEAGE = "dagster/column_lineage"
 
 
@@ -108,6 +108,7 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         "evaluation": ("string", "why this candidate (or none) is proposed"),
         "gates": ("string", "JSON: the gates decided on the proposal alone, with evidence"),
         "refused_by": ("string", "the gate that refused the proposal (empty: none)"),
+        "baseline_topped": ("bool", "a baseline topped this training date's leaderboard"),
         "segment_scores": ("string", "JSON: the proposal's share and score per segment"),
         "serve_p50_ms": ("double", "proposal's single-row p50 latency in the serve check"),
         "serve_p99_ms": ("double", "proposal's single-row p99 latency in the serve check"),
@@ -158,6 +159,7 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
                 "evaluation",
                 "gates",
                 "refused_by",
+                "baseline_topped",
                 "segment_scores",
                 "serve_p50_ms",
                 "serve_p99_ms",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 PARTITION_COLUMN = "partition_column"
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 def _window(context: dg.InputContext | dg.OutputContext) -> tuple[date, date]:
@@ -52,6 +53,7 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, pl.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()} must return a polars DataFrame")
         table = context.asset_key.path[-1]
+        _check_contract(context, table, obj)
         column = (context.definition_metadata or {}).get(PARTITION_COLUMN)
         if context.has_asset_partitions:
             if not column:
@@ -84,6 +86,21 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
             _name_failed_upstream(context, frame, column)
             return frame
         return self.warehouse.read(table)
+
+
+def _check_contract(context: dg.OutputContext, table: str, frame: pl.DataFrame) -> None:
+    """Refuse a frame whose columns differ from the table's declared schema, before storing."""
+    from mlops_assets.storage.contract import ContractError, check_frame
+
+    schema = (context.definition_metadata or {}).get(COLUMN_SCHEMA)
+    if isinstance(schema, dg.TableSchemaMetadataValue):
+        schema = schema.schema
+    if not isinstance(schema, dg.TableSchema):
+        return
+    try:
+        check_frame(table, frame, ((c.name, c.type) for c in schema.columns))
+    except ContractError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 def _failure_reason(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str:
