@@ -1,6 +1,9 @@
 """Catalog metadata a product manager reads in the UI: column schemas with descriptions in the
 dataset's words, and column lineage from predictions and business metrics back to the sources."""
 
+import re
+import textwrap
+
 import dagster as dg
 
 from mlops_assets.dataset import DatasetSpec
@@ -63,58 +66,6 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         "training_date": ("date", "training partition (week or day)"),
         "day": ("date", "day"),
     }
-    card = [
-        "training_date",
-        "candidate",
-        "role",
-        "model_version",
-        "run_id",
-        "run_url",
-        "mae",
-        "rmse",
-        "wape",
-        "bias",
-        "train_start",
-        "train_end",
-        "holdout_start",
-        "holdout_end",
-        "train_rows",
-        "holdout_rows",
-        "metric",
-    ]
-    card_extra = {
-        **extra,
-        "candidate": ("string", "candidate name"),
-        "role": ("string", "baseline or model (baselines never become champion)"),
-        "run_id": ("string", "MLflow run id"),
-        "run_url": ("string", "link to the MLflow run"),
-        "mae": ("double", "mean absolute error on the holdout"),
-        "rmse": ("double", "root mean squared error on the holdout"),
-        "wape": ("double", "weighted absolute percentage error on the holdout"),
-        "bias": ("double", "(predicted - actual) / actual on the holdout"),
-        "train_start": ("string", "first training day"),
-        "train_end": ("string", "last training day"),
-        "holdout_start": ("string", "first holdout day"),
-        "holdout_end": ("string", "last holdout day"),
-        "train_rows": ("int", "rows trained on"),
-        "holdout_rows": ("int", "rows scored"),
-        "metric": ("string", "the metric the leaderboard ranks by"),
-        "effective_from": (
-            "date",
-            "cut-off of the training date: the day its decision takes effect",
-        ),
-        "proposed": ("bool", "the candidate this training date proposes as champion"),
-        "serves": ("bool", "the proposal loaded from the registry and predicted (empty: none)"),
-        "evaluation": ("string", "why this candidate (or none) is proposed"),
-        "gates": ("string", "JSON: the gates decided on the proposal alone, with evidence"),
-        "refused_by": ("string", "the gate that refused the proposal (empty: none)"),
-        "baseline_topped": ("bool", "a baseline topped this training date's leaderboard"),
-        "segment_scores": ("string", "JSON: the proposal's share and score per segment"),
-        "serve_p50_ms": ("double", "proposal's single-row p50 latency in the serve check"),
-        "serve_p99_ms": ("double", "proposal's single-row p99 latency in the serve check"),
-        "serve_load_s": ("double", "seconds to download and load the proposal"),
-        "model_bytes": ("double", "size of the proposal's model files"),
-    }
     schemas = {
         "raw_events": _schema(spec, event_cols, extra),
         "raw_outcomes": _schema(
@@ -148,28 +99,10 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
             ],
             extra,
         ),
-        "candidate": _schema(spec, card, card_extra),
-        "champion": _schema(
-            spec,
-            [
-                *card,
-                "effective_from",
-                "proposed",
-                "serves",
-                "evaluation",
-                "gates",
-                "refused_by",
-                "baseline_topped",
-                "segment_scores",
-                "serve_p50_ms",
-                "serve_p99_ms",
-                "serve_load_s",
-                "model_bytes",
-            ],
-            card_extra,
-        ),
-        "champion_history": _schema(spec, list(HISTORY_COLUMNS), HISTORY_COLUMNS),
-        "release_decisions": _schema(spec, list(RELEASE_COLUMNS), RELEASE_COLUMNS),
+        "candidate": _declared(spec, CARD_COLUMNS),
+        "champion": _declared(spec, {**CARD_COLUMNS, **CHAMPION_COLUMNS}),
+        "champion_history": _declared(spec, HISTORY_COLUMNS),
+        "release_decisions": _declared(spec, RELEASE_COLUMNS),
         "drift_reference": _schema(
             spec,
             [
@@ -181,141 +114,179 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
             ],
             extra,
         ),
-        "drift_report": _schema(
-            spec,
-            [
-                "day",
-                "column",
-                "kind",
-                "stattest",
-                "score",
-                "threshold",
-                "drifted",
-                "null_share_current",
-                "null_share_reference",
-                "status",
-            ],
-            {
-                **extra,
-                "column": ("string", "monitored column (__drifted__: the day's summary row)"),
-                "kind": ("string", "numeric, categorical, prediction or summary"),
-                "stattest": ("string", "Evidently's drift test"),
-                "score": ("double", "drift score (summary row: share of columns drifted)"),
-                "threshold": ("double", "score above which the column drifted"),
-                "drifted": ("bool", "the column (or the day) drifted"),
-                "null_share_current": ("double", "share of empty values today"),
-                "null_share_reference": ("double", "share of empty values in the reference"),
-                "status": ("string", "ok, drift or empty"),
-            },
-        ),
-        "business_metrics": _schema(
-            spec,
-            [
-                spec.date_column,
-                spec.segment_column,
-                "events",
-                "cost_missing",
-                "cost",
-                "actual",
-                "predicted",
-                "abs_error",
-                "cost_per_outcome_actual",
-                "cost_per_outcome_predicted",
-                "wape",
-                "bias",
-            ],
-            {
-                spec.segment_column: ("string", f"segment ({spec.segment_column}); ALL = total"),
-                "events": ("int", f"{spec.event_noun}s with a prediction and landed {outcome}"),
-                "cost_missing": ("int", "events without a known cost"),
-                "cost": ("double", "total cost"),
-                "actual": ("double", f"actual {outcome}"),
-                "predicted": ("double", f"predicted {outcome}"),
-                "abs_error": ("double", "sum of absolute errors"),
-                "cost_per_outcome_actual": ("double", f"cost per actual {outcome}"),
-                "cost_per_outcome_predicted": ("double", f"cost per predicted {outcome}"),
-                "wape": ("double", "the model's weighted absolute percentage error"),
-                "bias": ("double", "(predicted - actual) / actual"),
-            },
-        ),
-        "serving_log": _schema(
-            spec,
-            [
-                "day",
-                "ts",
-                "request_id",
-                "status",
-                "error",
-                "model_version",
-                "latency_ms",
-                "n_keys",
-                "prediction",
-                "predictions",
-                "keys",
-                "overrides",
-                "features",
-                "pid",
-            ],
-            {
-                "ts": ("timestamp", "when the request arrived (UTC)"),
-                "request_id": ("string", "request id"),
-                "status": ("int", "HTTP status answered"),
-                "error": ("string", "error code of a refused request"),
-                "model_version": ("string", "champion version that answered"),
-                "latency_ms": ("double", "time to answer in milliseconds"),
-                "n_keys": ("int", "serving keys asked for"),
-                "prediction": ("double", f"first predicted {outcome}"),
-                "predictions": ("list", f"every predicted {outcome}"),
-                "keys": ("json", "serving keys asked for"),
-                "overrides": ("json", "feature overrides sent"),
-                "features": ("json", "features used after overrides"),
-                "pid": ("int", "endpoint process"),
-                "day": ("date", "day of the request"),
-            },
-        ),
+        "drift_report": _declared(spec, DRIFT_COLUMNS),
+        "business_metrics": _declared(spec, BUSINESS_COLUMNS),
+        "serving_log": _declared(spec, SERVING_LOG_COLUMNS),
     }
     return schemas
 
 
-HISTORY_COLUMNS = {
-    "seq": ("int", "order of the decision"),
-    "kind": ("string", "training (a training date's decision) or release (a person's)"),
-    "training_date": ("date", "training date decided (empty for a release decision)"),
-    "effective_from": ("date", "first day the decision is in force"),
-    "action": (
-        "string",
-        "first, promote, keep, keep_not_serving, refused (by a promotion gate), propose "
-        "(awaiting approval), or the release decision's promote or rollback",
-    ),
-    "from_version": ("string", "champion version in force before the decision"),
-    "to_version": ("string", "champion version in force after the decision"),
-    "candidate": ("string", "candidate of the champion in force after the decision"),
-    "role": ("string", "role of the champion in force (never baseline)"),
-    "proposed_version": ("string", "version the decision proposed or released"),
-    "proposed_candidate": ("string", "candidate of that version"),
-    "metric": ("string", "metric of the comparison"),
-    "chosen_score": ("double", "the proposal's score on the training date's holdout"),
-    "incumbent_score": ("double", "the champion in force re-scored on the same holdout"),
-    "best_baseline_score": ("double", "the best baseline's score on the same holdout"),
-    "baseline_topped": ("bool", "a baseline topped the leaderboard"),
-    "reason": ("string", "why, in words"),
-    "approved_by": ("string", "who approved a release decision"),
-    "evaluation_key": ("string", "fingerprint of the training date's evaluation"),
-    "gates": ("string", "JSON: every gate's verdict, observed value and threshold"),
-    "serving_gate": ("string", "JSON: the serving budget's verdict and measurements"),
-    "incumbent_segments": ("string", "JSON: the incumbent's share and score per segment"),
-}
-RELEASE_COLUMNS = {
-    "seq": ("int", "order in which people decided"),
-    "effective_from": ("date", "first day the decision is in force (the pipeline clock's day)"),
-    "action": ("string", "promote or rollback"),
-    "version": ("string", "the version made champion (empty: no champion)"),
-    "candidate": ("string", "its candidate"),
-    "approved_by": ("string", "who decided"),
-    "reason": ("string", "why"),
-    "source": ("string", "where the version came from (a proposal, another environment)"),
-    "recorded_at": ("timestamp", "when it was recorded (UTC)"),
-}
+def _table(text: str) -> dict[str, tuple[str, str]]:
+    """Columns declared as a text table, one per line: name, type and description template
+    separated by two or more spaces; a line indented further continues the description above.
+    Names and descriptions may name the dataset's words ({event}, {outcome}, {date},
+    {segment}), filled in by :func:`_declared`."""
+    columns: dict[str, tuple[str, str]] = {}
+    last = ""
+    for line in textwrap.dedent(text).strip("\n").splitlines():
+        if line[:1].isspace():
+            kind, description = columns[last]
+            columns[last] = (kind, f"{description} {line.strip()}")
+            continue
+        last, kind, description = re.split(r"\s{2,}", line.strip(), maxsplit=2)
+        columns[last] = (kind, description)
+    return columns
+
+
+def _declared(spec: DatasetSpec, columns: dict[str, tuple[str, str]]) -> dg.TableSchema:
+    words = {
+        "event": spec.event_noun,
+        "outcome": spec.outcome_noun,
+        "date": spec.date_column,
+        "segment": spec.segment_column,
+    }
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=n.format(**words), type=k, description=t.format(**words))
+            for n, (k, t) in columns.items()
+        ]
+    )
+
+
+# A candidate's model card: one row per candidate and training date.
+CARD_COLUMNS = _table(
+    """
+    training_date  date    training partition (week or day)
+    candidate      string  candidate name
+    role           string  baseline or model (baselines never become champion)
+    model_version  string  registry version of the model that predicted
+    run_id         string  MLflow run id
+    run_url        string  link to the MLflow run
+    mae            double  mean absolute error on the holdout
+    rmse           double  root mean squared error on the holdout
+    wape           double  weighted absolute percentage error on the holdout
+    bias           double  (predicted - actual) / actual on the holdout
+    train_start    string  first training day
+    train_end      string  last training day
+    holdout_start  string  first holdout day
+    holdout_end    string  last holdout day
+    train_rows     int     rows trained on
+    holdout_rows   int     rows scored
+    metric         string  the metric the leaderboard ranks by
+    """
+)
+
+# The champion's evaluation of a training date: the leaderboard's card and the decision.
+CHAMPION_COLUMNS = _table(
+    """
+    effective_from   date    cut-off of the training date: the day its decision takes effect
+    proposed         bool    the candidate this training date proposes as champion
+    serves           bool    the proposal loaded from the registry and predicted (empty: none)
+    evaluation       string  why this candidate (or none) is proposed
+    gates            string  JSON: the gates decided on the proposal alone, with evidence
+    refused_by       string  the gate that refused the proposal (empty: none)
+    baseline_topped  bool    a baseline topped this training date's leaderboard
+    segment_scores   string  JSON: the proposal's share and score per segment
+    serve_p50_ms     double  proposal's single-row p50 latency in the serve check
+    serve_p99_ms     double  proposal's single-row p99 latency in the serve check
+    serve_load_s     double  seconds to download and load the proposal
+    model_bytes      double  size of the proposal's model files
+    """
+)
+
+DRIFT_COLUMNS = _table(
+    """
+    day                   date    day
+    column                string  monitored column (__drifted__: the day's summary row)
+    kind                  string  numeric, categorical, prediction or summary
+    stattest              string  Evidently's drift test
+    score                 double  drift score (summary row: share of columns drifted)
+    threshold             double  score above which the column drifted
+    drifted               bool    the column (or the day) drifted
+    null_share_current    double  share of empty values today
+    null_share_reference  double  share of empty values in the reference
+    status                string  ok, drift or empty
+    """
+)
+
+BUSINESS_COLUMNS = _table(
+    """
+    {date}                      date    day of the {event}
+    {segment}                   string  segment ({segment}); ALL = total
+    events                      int     {event}s with a prediction and landed {outcome}
+    cost_missing                int     events without a known cost
+    cost                        double  total cost
+    actual                      double  actual {outcome}
+    predicted                   double  predicted {outcome}
+    abs_error                   double  sum of absolute errors
+    cost_per_outcome_actual     double  cost per actual {outcome}
+    cost_per_outcome_predicted  double  cost per predicted {outcome}
+    wape                        double  the model's weighted absolute percentage error
+    bias                        double  (predicted - actual) / actual
+    """
+)
+
+SERVING_LOG_COLUMNS = _table(
+    """
+    day            date       day of the request
+    ts             timestamp  when the request arrived (UTC)
+    request_id     string     request id
+    status         int        HTTP status answered
+    error          string     error code of a refused request
+    model_version  string     champion version that answered
+    latency_ms     double     time to answer in milliseconds
+    n_keys         int        serving keys asked for
+    prediction     double     first predicted {outcome}
+    predictions    list       every predicted {outcome}
+    keys           json       serving keys asked for
+    overrides      json       feature overrides sent
+    features       json       features used after overrides
+    pid            int        endpoint process
+    """
+)
+
+HISTORY_COLUMNS = _table(
+    """
+    seq                  int     order of the decision
+    kind                 string  training (a training date's decision) or release (a person's)
+    training_date        date    training date decided (empty for a release decision)
+    effective_from       date    first day the decision is in force
+    action               string  first, promote, keep, keep_not_serving, refused (by a promotion
+                                 gate), propose (awaiting approval), or the release decision's
+                                 promote or rollback
+    from_version         string  champion version in force before the decision
+    to_version           string  champion version in force after the decision
+    candidate            string  candidate of the champion in force after the decision
+    role                 string  role of the champion in force (never baseline)
+    proposed_version     string  version the decision proposed or released
+    proposed_candidate   string  candidate of that version
+    metric               string  metric of the comparison
+    chosen_score         double  the proposal's score on the training date's holdout
+    incumbent_score      double  the champion in force re-scored on the same holdout
+    best_baseline_score  double  the best baseline's score on the same holdout
+    baseline_topped      bool    a baseline topped the leaderboard
+    reason               string  why, in words
+    approved_by          string  who approved a release decision
+    evaluation_key       string  fingerprint of the training date's evaluation
+    gates                string  JSON: every gate's verdict, observed value and threshold
+    serving_gate         string  JSON: the serving budget's verdict and measurements
+    incumbent_segments   string  JSON: the incumbent's share and score per segment
+    """
+)
+
+RELEASE_COLUMNS = _table(
+    """
+    seq             int        order in which people decided
+    effective_from  date       first day the decision is in force (the pipeline clock's day)
+    action          string     promote or rollback
+    version         string     the version made champion (empty: no champion)
+    candidate       string     its candidate
+    approved_by     string     who decided
+    reason          string     why
+    source          string     where the version came from (a proposal, another environment)
+    recorded_at     timestamp  when it was recorded (UTC)
+    """
+)
 
 
 def schema_metadata(spec: DatasetSpec, asset: str) -> dict[str, dg.TableSchema]:

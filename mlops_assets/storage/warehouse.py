@@ -190,6 +190,20 @@ class Warehouse:
             if name not in existing:
                 con.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN {_quote(name)} {dtype}")
 
+    @contextmanager
+    def _writing(self, frame: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction with ``frame`` registered as ``_incoming``: committed when the block
+        ends, rolled back (the stored rows untouched) if anything in it raises."""
+        with self.connect() as con:
+            con.register("_incoming", frame)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def _insert(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         con.execute(f"INSERT INTO {self._table(table)} BY NAME SELECT * FROM _incoming")
 
@@ -208,51 +222,28 @@ class Warehouse:
                 raise WarehouseError(
                     f"{outside} rows for {table} fall outside the partition [{start}, {end})"
                 )
-        with self.connect() as con:
-            con.register("_incoming", frame)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._prepare(con, table, frame)
-                con.execute(
-                    f"DELETE FROM {self._table(table)} WHERE {_quote(column)} >= ? "
-                    f"AND {_quote(column)} < ?",
-                    [start, end],
-                )
-                self._insert(con, table)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._writing(frame) as con:
+            self._prepare(con, table, frame)
+            con.execute(
+                f"DELETE FROM {self._table(table)} WHERE {_quote(column)} >= ? "
+                f"AND {_quote(column)} < ?",
+                [start, end],
+            )
+            self._insert(con, table)
         return frame.height
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Replace a whole (unpartitioned) table atomically."""
-        with self.connect() as con:
-            con.register("_incoming", frame)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {self._table(table)} AS SELECT * FROM _incoming"
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._writing(frame) as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
+            con.execute(f"CREATE OR REPLACE TABLE {self._table(table)} AS SELECT * FROM _incoming")
         return frame.height
 
     def append(self, table: str, frame: pl.DataFrame) -> int:
         """Append rows (history and log tables)."""
-        with self.connect() as con:
-            con.register("_incoming", frame)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._prepare(con, table, frame)
-                self._insert(con, table)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._writing(frame) as con:
+            self._prepare(con, table, frame)
+            self._insert(con, table)
         return frame.height
 
     def read(
