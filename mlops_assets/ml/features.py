@@ -91,7 +91,8 @@ def _unique_per_day(spec: DatasetSpec, frame: pl.DataFrame, what: str) -> None:
 
 
 def validate_events(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
-    """Refuse a day of events that would poison everything downstream, naming the problem."""
+    """Refuse a day of events that would poison everything downstream, naming the problem;
+    return the columns the spec names."""
     what = f"{spec.event_noun}s of {day}"
     problems = schema_problems(spec, frame)
     if problems:
@@ -102,7 +103,10 @@ def validate_events(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.Dat
     if dates != [day]:
         raise DataContractError(f"{what}: rows dated {sorted(map(str, dates))} outside the day")
     _unique_per_day(spec, frame, what)
-    return frame.with_columns(pl.col(spec.date_column).cast(pl.Date))
+    # What the spec names is stored; other source columns are not part of the table's contract.
+    return frame.select(list(spec.event_columns)).with_columns(
+        pl.col(spec.date_column).cast(pl.Date)
+    )
 
 
 def validate_outcomes(spec: DatasetSpec, frame: pl.DataFrame, day: date) -> pl.DataFrame:
