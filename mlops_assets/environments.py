@@ -44,7 +44,6 @@ class Thresholds:
 
     null_share_max: float
     drift_share_max: float
-    prediction_drift_pvalue: float
     promotion_margin: float
     # In prod, rules that only warn in dev stop downstream steps.
     strict: bool
@@ -102,11 +101,10 @@ class GateThresholds:
 
 
 _THRESHOLDS = {
-    "dev": Thresholds(0.20, 0.50, 0.01, 0.0, strict=False),
+    "dev": Thresholds(0.20, 0.50, 0.0, strict=False),
     "staging": Thresholds(
         0.10,
         0.40,
-        0.01,
         0.01,
         strict=False,
         gates=GateThresholds(
@@ -119,7 +117,6 @@ _THRESHOLDS = {
     "prod": Thresholds(
         0.05,
         0.30,
-        0.01,
         0.02,
         strict=True,
         drift_persist_n=2,

@@ -131,19 +131,20 @@ def test_scores_and_tests_come_from_evidently(daily: dict[date, drift.DriftResul
 def test_prediction_test_can_be_a_p_value(
     days: dict[date, pl.DataFrame], reference: pl.DataFrame
 ) -> None:
+    p_value = 0.01
     result = drift.drift_report(
         reference,
         days[SHIFT_DAYS[0]],
         SIZE_COLUMNS,
         [],
         prediction_method="ks",
-        prediction_threshold=DEV.prediction_drift_pvalue,
+        prediction_threshold=p_value,
     )
     rule = monitoring.prediction_drift_rule(result)
     assert result.prediction is not None
     assert result.prediction.stattest == "ks"
-    assert rule.threshold == DEV.prediction_drift_pvalue
-    assert not rule.passed and rule.observed < DEV.prediction_drift_pvalue
+    assert rule.threshold == p_value
+    assert not rule.passed and rule.observed < p_value
 
 
 def test_drift_must_persist_to_count(daily: dict[date, drift.DriftResult]) -> None:
