@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -94,7 +96,7 @@ class GateThresholds:
     def blocks(self, gate: str) -> bool:
         return gate in self.blocking
 
-    def with_overrides(self, overrides: dict[str, object]) -> GateThresholds:
+    def with_overrides(self, overrides: Mapping[str, Any]) -> GateThresholds:
         """These thresholds with a dataset spec's ``gates:`` values applied (names checked by
         the spec loader)."""
         return replace(self, **overrides) if overrides else self

@@ -39,7 +39,8 @@ def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
             for record in instance.all_logs(
                 records[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
             ):
-                evaluation = record.dagster_event.event_specific_data
+                event = record.dagster_event
+                evaluation = event.event_specific_data if event is not None else None
                 if not isinstance(evaluation, dg.AssetCheckEvaluation):
                     continue
                 # A promotion gate that only warns in the source environment does not block.

@@ -131,7 +131,8 @@ def _leaks(frame: pl.DataFrame, target: str, numeric: list[str]) -> dict[str, st
             found[c] = f"correlation {corr:.3f} with {target!r}"
     for a, b in combinations(numeric, 2):
         close = ((frame[a].cast(pl.Float64) + frame[b].cast(pl.Float64) - y).abs() < 1e-9).mean()
-        if close is not None and close >= LEAK_SUM_SHARE:
+        # The mean of a boolean column is a float (None when the frame is empty).
+        if isinstance(close, float) and close >= LEAK_SUM_SHARE:
             for c in (a, b):
                 found.setdefault(c, f"{a} + {b} equals {target!r} on {close:.0%} of rows")
     return found

@@ -97,10 +97,11 @@ def supervise(commands: Sequence[Sequence[str]], env: dict[str, str]) -> int:
     code = 0
     try:
         while not stopping:
-            done = [p for p in procs if p.poll() is not None]
+            done = [(p, c) for p, c in zip(procs, commands, strict=True) if p.poll() is not None]
             if done:
-                code = done[0].returncode
-                sys.stderr.write(f"{done[0].args[0]} exited ({code}); stopping the others\n")
+                proc, command = done[0]
+                code = proc.returncode
+                sys.stderr.write(f"{command[0]} exited ({code}); stopping the others\n")
                 break
             time.sleep(POLL_S)  # polling the children's state, bounded by their lifetime
     finally:

@@ -168,8 +168,9 @@ def business_metrics(
         on=key,
         how="inner",
     )
-    cost_column = spec.cost_column if spec.cost_column and events is not None else None
-    if cost_column:
+    cost_column: str | None = None
+    if spec.cost_column and events is not None:
+        cost_column = spec.cost_column
         _unique_keys(events, key, "events")
         if cost_column not in events.columns:
             raise ValueError(f"events have no {cost_column!r} column (the spec's cost_column)")
@@ -211,7 +212,8 @@ def serving_summary(log: pl.DataFrame) -> dict[str, Any]:
     latency = latency.filter(latency.is_finite())
 
     def pct(q: float) -> float:
-        return float(latency.quantile(q, interpolation="linear")) if len(latency) else math.nan
+        value = latency.quantile(q, interpolation="linear") if len(latency) else None
+        return math.nan if value is None else value
 
     return {
         "requests": n,

@@ -14,13 +14,15 @@ import polars as pl
 from mlops_assets.dataset import CATEGORICAL, DATE, NUMERIC, DatasetSpec
 
 HISTORY_THROUGH = "history_through"
-STATS_SCHEMA = {
-    "day": pl.Date,
-    "key_name": pl.String,
-    "key_value": pl.String,
-    "n": pl.Int64,
-    "total": pl.Float64,
-}
+STATS_SCHEMA = pl.Schema(
+    {
+        "day": pl.Date,
+        "key_name": pl.String,
+        "key_value": pl.String,
+        "n": pl.Int64,
+        "total": pl.Float64,
+    }
+)
 
 
 class DataContractError(ValueError):

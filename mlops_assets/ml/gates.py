@@ -166,7 +166,7 @@ def segment_guardrail(
         change = seg["score"] / other["score"] - 1.0
         if change > worst:
             worst, worst_row = change, (seg, other)
-    counts = {"segments": len(candidate), "large_segments": len(large)}
+    counts: dict[str, float] = {"segments": len(candidate), "large_segments": len(large)}
     if worst_row is None:
         return GateResult(
             SEGMENT_GUARDRAIL,
@@ -225,7 +225,9 @@ def business_benchmark(
         )
     observed, threshold = bias, (limits.bias_over_max if bias >= 0 else -limits.bias_under_max)
     if spec.cost_column and spec.cost_column in holdout.columns:
-        deviation = float(_cost_per_outcome_deviation(holdout, actual, predicted, spec))
+        deviation = float(
+            _cost_per_outcome_deviation(holdout, actual, predicted, spec, spec.cost_column)
+        )
         counts["cost_per_outcome_deviation"] = deviation
         counts["cost_per_outcome_band"] = limits.cost_per_outcome_band
         if not math.isfinite(deviation) or deviation > limits.cost_per_outcome_band:
@@ -259,10 +261,14 @@ def business_benchmark(
 
 
 def _cost_per_outcome_deviation(
-    holdout: pl.DataFrame, actual: np.ndarray, predicted: np.ndarray, spec: DatasetSpec
+    holdout: pl.DataFrame,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    spec: DatasetSpec,
+    cost_column: str,
 ) -> float:
     """Cost-weighted mean over segments of |predicted cost per outcome / actual - 1|."""
-    cost = holdout[spec.cost_column].cast(pl.Float64).fill_null(0.0).to_numpy()
+    cost = holdout[cost_column].cast(pl.Float64).fill_null(0.0).to_numpy()
     segment = holdout[spec.segment_column].cast(pl.String).fill_null("(missing)").to_numpy()
     weighted, weights = 0.0, 0.0
     for level in set(segment.tolist()):
@@ -288,23 +294,25 @@ def serving_budget(
 ) -> GateResult:
     """p99 latency and size against the incumbent's (both measured by the serve check)."""
     threshold = limits.serving_p99_factor
-    if not candidate or candidate.get("p99_ms") is None:
+    p99_ms = candidate.get("p99_ms") if candidate else None
+    if not candidate or p99_ms is None:
         return GateResult(SERVING_BUDGET, NOT_APPLICABLE, None, threshold, "not measured")
     counts = {k: float(v) for k, v in candidate.items() if v is not None}
-    if not incumbent or incumbent.get("p99_ms") is None:
+    incumbent_p99_ms = incumbent.get("p99_ms") if incumbent else None
+    if not incumbent or incumbent_p99_ms is None:
         return GateResult(
             SERVING_BUDGET,
             NOT_APPLICABLE,
             None,
             threshold,
-            f"p99 {candidate['p99_ms']:.3f} ms, {candidate.get('model_bytes') or 0:,.0f} bytes; "
+            f"p99 {p99_ms:.3f} ms, {candidate.get('model_bytes') or 0:,.0f} bytes; "
             "no measured incumbent to compare with",
             counts,
         )
-    p99 = candidate["p99_ms"] / max(incumbent["p99_ms"], 1e-6)
+    p99 = p99_ms / max(incumbent_p99_ms, 1e-6)
     size = (candidate.get("model_bytes") or 0.0) / max(incumbent.get("model_bytes") or 1.0, 1.0)
     counts.update(
-        incumbent_p99_ms=float(incumbent["p99_ms"]),
+        incumbent_p99_ms=float(incumbent_p99_ms),
         incumbent_model_bytes=float(incumbent.get("model_bytes") or 0.0),
         p99_factor=p99,
         size_factor=size,
@@ -313,8 +321,8 @@ def serving_budget(
     problems = []
     if p99 > limits.serving_p99_factor:
         problems.append(
-            f"p99 {candidate['p99_ms']:.3f} ms is {p99:.1f}x the incumbent's "
-            f"{incumbent['p99_ms']:.3f} ms (at most {limits.serving_p99_factor:.1f}x)"
+            f"p99 {p99_ms:.3f} ms is {p99:.1f}x the incumbent's "
+            f"{incumbent_p99_ms:.3f} ms (at most {limits.serving_p99_factor:.1f}x)"
         )
     if size > limits.serving_size_factor:
         problems.append(

@@ -24,6 +24,16 @@ class NoChampionError(RuntimeError):
     """No champion was in force on a day that needs predictions."""
 
 
+def _number_or_zero(value: object) -> float:
+    """A float column's max or mean (polars types it as any Python value); 0.0 when the
+    column is empty."""
+    if value is None:
+        return 0.0
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
 def predict_days(
     spec: DatasetSpec,
     features: pl.DataFrame,
@@ -83,7 +93,7 @@ def within_range(predictions: pl.DataFrame, upper_by_version: Mapping[str, float
     ).height
     return RuleResult(
         out == 0,
-        float(predictions[PREDICTION].max() or 0.0),
+        _number_or_zero(predictions[PREDICTION].max()),
         {v: round(u, 3) for v, u in upper_by_version.items()}.__repr__(),
         {"rows_out_of_range": out},
     )
@@ -139,7 +149,7 @@ def predictions_stage(
         rows = frame.filter(pl.col(spec.date_column) == day)
         per_day[day] = {
             "model_versions": ", ".join(sorted(rows[MODEL_VERSION].unique())),
-            "mean_prediction": float(rows[PREDICTION].mean() or 0.0),
+            "mean_prediction": _number_or_zero(rows[PREDICTION].mean()),
             "rows": rows.height,
         }
     return PredictionsResult(

@@ -117,7 +117,7 @@ class TabularModel:
         cats = self._cat_positions
         for i, row in enumerate(rows):
             for j, col in enumerate(self.feature_columns):
-                value = row.get(col)
+                value: Any = row.get(col)
                 if _is_null(value):
                     matrix[i, j] = math.nan
                 elif j in cats:
@@ -145,6 +145,7 @@ class TabularModel:
         if matrix.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
         if self.kind == "lightgbm":
+            assert self.booster is not None  # __post_init__ requires it for lightgbm
             threads = 1 if matrix.shape[0] <= SMALL_BATCH_ROWS else self.predict_threads
             raw = self.booster.predict(matrix, num_threads=threads)
         else:
@@ -152,14 +153,16 @@ class TabularModel:
         return np.clip(np.asarray(raw, dtype=np.float64), 0.0, None)
 
     def _lookup(self, matrix: np.ndarray) -> np.ndarray:
+        table = self.table
+        assert table is not None  # __post_init__ requires it for the baselines
         if not self.segment_columns:
-            return np.full(matrix.shape[0], float(self.table))
+            return np.full(matrix.shape[0], float(table))
         index = []
         for col in self.segment_columns:
             codes = matrix[:, self.feature_columns.index(col)]
             unseen = len(self.categories[col])
             index.append(np.where(np.isnan(codes), unseen, codes).astype(np.int64))
-        return self.table[tuple(index)]
+        return table[tuple(index)]
 
     def feature_importance(self) -> dict[str, float]:
         """Total gain per feature for LightGBM (empty for baselines), largest first."""
@@ -324,9 +327,9 @@ def fit_categories(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, lis
 
 
 def _make_pyfunc_class() -> type:
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
-    class PyfuncTabularModel(mlflow.pyfunc.PythonModel):
+    class PyfuncTabularModel(PythonModel):
         """MLflow wrapper: loads the TabularModel folder logged as artifact ``tabular_model``."""
 
         def load_context(self, context: Any) -> None:

@@ -55,7 +55,7 @@ def null_shares(frame: pl.DataFrame, columns: list[str]) -> dict[str, float]:
 
 def null_share_under(frame: pl.DataFrame, columns: list[str], max_share: float) -> RuleResult:
     shares = null_shares(frame, columns)
-    worst = max(shares, key=shares.get) if shares else None
+    worst = max(shares, key=shares.__getitem__) if shares else None
     observed = shares.get(worst, 0.0) if worst else 0.0
     over = sorted(c for c, s in shares.items() if s > max_share)
     return RuleResult(

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from mlops_assets.ml.promotion import Evaluation
+    from mlops_assets.ml.selection import Decision
 
 BASELINE_NEVER_CHAMPION = "baseline_never_champion"
 CHAMPION_BEATS_BASELINES = "champion_beats_baselines"
@@ -75,6 +76,12 @@ def _num(value: float | None) -> float:
     return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
+def _proposed_version(decision: Decision) -> str | None:
+    """The version the champion becomes, or "none" when it does not change."""
+    chosen = decision.chosen
+    return chosen.version if decision.promoted and chosen is not None else "none"
+
+
 def champion_check_results(p: Project, ev: Evaluation) -> list[dg.AssetCheckResult]:
     decision = ev.decision
     metric = decision.metric
@@ -90,7 +97,7 @@ def champion_check_results(p: Project, ev: Evaluation) -> list[dg.AssetCheckResu
                 "observed": f"{top.name} ({top.role}) tops the leaderboard",
                 "threshold": "the top candidate is not a baseline",
                 "top_score": _num(top.value(metric)),
-                "proposal": decision.chosen.version if decision.promoted else "none",
+                "proposal": _proposed_version(decision),
                 "reason": decision.reason,
             },
         ),
@@ -114,7 +121,7 @@ def champion_check_results(p: Project, ev: Evaluation) -> list[dg.AssetCheckResu
             metadata={
                 "observed": "loads and predicts" if ev.serves_ok else "failed",
                 "threshold": "loads from its registry URI and predicts sample rows",
-                "version": decision.chosen.version if decision.promoted else "none",
+                "version": _proposed_version(decision),
                 "detail": ev.serves_detail[-2000:],
             },
         ),
