@@ -15,11 +15,14 @@ DEV_PORT ?= 3000
 # links in asset metadata and alerts point at these ports (MLOPS_MLFLOW_URL, MLOPS_REPORTS_URL).
 MLFLOW_PORT ?= 5000
 REPORTS_PORT ?= 5001
+# ... and the Evidently UI with the business dashboard (MLOPS_DASHBOARD_URL).
+DASHBOARD_PORT ?= 5003
 # The read-only product-manager UI: the prod environment's webserver (or $MLOPS_ENV's), no
 # launches or toggles.
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3001
 UI_REPORTS_PORT ?= 5002
+UI_DASHBOARD_PORT ?= 5004
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -60,15 +63,17 @@ test: $(STAMP) system-deps lint
 
 dev: $(STAMP)
 	$(SERVICES) dev --host $(DEV_HOST) --port $(DEV_PORT) --mlflow-port $(MLFLOW_PORT) \
-		--reports-port $(REPORTS_PORT)
+		--reports-port $(REPORTS_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 ui-readonly: $(STAMP)
-	$(SERVICES) ui-readonly --host $(UI_HOST) --port $(UI_PORT) --reports-port $(UI_REPORTS_PORT)
+	$(SERVICES) ui-readonly --host $(UI_HOST) --port $(UI_PORT) --reports-port $(UI_REPORTS_PORT) \
+		--dashboard-port $(UI_DASHBOARD_PORT)
 
 # The read-only webserver plus the environment's daemon (automation, sensors, freshness), so
 # prod runs by itself while product managers browse it.
 prod-ops: $(STAMP)
-	$(SERVICES) prod-ops --host $(UI_HOST) --port $(UI_PORT) --reports-port $(UI_REPORTS_PORT)
+	$(SERVICES) prod-ops --host $(UI_HOST) --port $(UI_PORT) --reports-port $(UI_REPORTS_PORT) \
+		--dashboard-port $(UI_DASHBOARD_PORT)
 
 bench: $(STAMP)
 	$(BIN)/mlops-assets bench --out bench-results/latest.json

@@ -24,6 +24,7 @@ DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 # Where `make dev` serves the environment's MLflow UI and its saved reports (see services.py).
 DEFAULT_MLFLOW_URL = "http://127.0.0.1:5000"
 DEFAULT_REPORTS_URL = "http://127.0.0.1:5001"
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:5003"
 
 
 class SettingsError(ValueError):
@@ -157,6 +158,8 @@ class Settings:
     # reached: the run, plot and report links in asset metadata start here.
     mlflow_url: str = DEFAULT_MLFLOW_URL
     reports_url: str = DEFAULT_REPORTS_URL
+    # Where its Evidently UI, serving the business dashboard, is reached (MLOPS_DASHBOARD_URL).
+    dashboard_url: str = DEFAULT_DASHBOARD_URL
     # Whether MLOPS_ALERT_WEBHOOK holds a URL (the URL itself stays a secret: the alert resource
     # reads it through dg.EnvVar), and the webhook's format (MLOPS_ALERT_WEBHOOK_FORMAT).
     alert_webhook_set: bool = False
@@ -212,6 +215,15 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.env_dir / "reports"
+
+    @property
+    def evidently_workspace(self) -> Path:
+        """The Evidently workspace of the environment: drift runs, business runs, dashboard."""
+        return self.reports_dir / "workspace"
+
+    @property
+    def evidently_project(self) -> str:
+        return f"mlops_assets_{self.env}"
 
     def report_url(self, report: Path) -> str:
         """The link to a report saved under :attr:`reports_dir`, as the reports server serves it."""
@@ -295,6 +307,7 @@ _URLS = {
     "MLOPS_DAGSTER_URL": ("the Dagster UI", DEFAULT_DAGSTER_URL),
     "MLOPS_MLFLOW_URL": ("the MLflow UI", DEFAULT_MLFLOW_URL),
     "MLOPS_REPORTS_URL": ("the reports server", DEFAULT_REPORTS_URL),
+    "MLOPS_DASHBOARD_URL": ("the Evidently UI", DEFAULT_DASHBOARD_URL),
 }
 
 
@@ -375,6 +388,7 @@ def load_settings(
         dagster_url=_parse_url("MLOPS_DAGSTER_URL"),
         mlflow_url=_parse_url("MLOPS_MLFLOW_URL"),
         reports_url=_parse_url("MLOPS_REPORTS_URL"),
+        dashboard_url=_parse_url("MLOPS_DASHBOARD_URL"),
         alert_webhook_set=bool(os.environ.get(WEBHOOK_VAR)),
         alert_webhook_format=_parse_webhook_format(os.environ.get(WEBHOOK_FORMAT_VAR)),
     )

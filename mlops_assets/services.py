@@ -7,9 +7,10 @@ the pipeline writes (alerts, asset metadata) at the servers it starts (``MLOPS_D
 ``MLOPS_MLFLOW_URL``, ``MLOPS_REPORTS_URL``, unless set):
 
 - ``dev``: ``dagster dev`` (webserver and daemon) for ``$MLOPS_ENV`` (default dev), the
-  environment's MLflow UI and the reports server;
-- ``ui-readonly``: the read-only webserver and the reports server, for ``$MLOPS_ENV`` if set,
-  else prod;
+  environment's MLflow UI, the reports server and the Evidently UI with the business dashboard
+  (``MLOPS_DASHBOARD_URL``);
+- ``ui-readonly``: the read-only webserver, the reports server and the Evidently UI (its writes
+  need a secret nobody is told), for ``$MLOPS_ENV`` if set, else prod;
 - ``prod-ops``: the same two and, beside them, the environment's daemon (automation, sensors,
   freshness, run monitoring), so prod runs by itself.
 
@@ -152,6 +153,23 @@ def reports_command(host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def dashboard_command(settings: Settings, host: str, port: int, readonly: bool) -> list[str]:
+    """The Evidently UI over the environment's workspace (drift runs, business runs and the
+    dashboard). Read-only, every write operation needs a secret that is never shown."""
+    import secrets
+
+    settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
+    command = [
+        _bin("evidently"), "ui", "--workspace", str(settings.evidently_workspace),
+        "--host", host, "--port", str(port),
+    ]  # fmt: skip
+    return command + (["--secret", secrets.token_hex(16)] if readonly else [])
+
+
+# Evidently's usage telemetry stays off (and there is no network to send it to).
+DASHBOARD_ENV = {"DO_NOT_TRACK": "1"}
+
+
 def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
@@ -167,10 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reports-port", type=int, help="the reports server (5001; read-only: 5002)"
     )
+    parser.add_argument(
+        "--dashboard-port", type=int, help="the Evidently UI (5003; read-only: 5004)"
+    )
     args = parser.parse_args(argv)
     readonly = args.command in ("ui-readonly", "prod-ops")
     port = args.port or (3001 if readonly else 3000)
     reports_port = args.reports_port or (5002 if readonly else 5001)
+    dashboard_port = args.dashboard_port or (5004 if readonly else 5003)
     env_name = None if env_name_chosen() or not readonly else "prod"
     try:
         settings, env = environment(env_name, args.host, port)
@@ -181,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(env["DAGSTER_HOME"] + "\n")
         return 0
     env.setdefault("MLOPS_REPORTS_URL", _url(args.host, reports_port))
+    env.setdefault("MLOPS_DASHBOARD_URL", _url(args.host, dashboard_port))
+    env.update(DASHBOARD_ENV)
     if not readonly:
         env.setdefault("MLOPS_MLFLOW_URL", _url(args.host, args.mlflow_port))
         env.update(MLFLOW_UI_ENV)
@@ -188,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "UI": "MLOPS_DAGSTER_URL",
         "MLflow": "MLOPS_MLFLOW_URL",
         "reports": "MLOPS_REPORTS_URL",
+        "dashboard": "MLOPS_DASHBOARD_URL",
     }
     urls = " ".join(f"{what} {env[name]}" for what, name in links.items() if name in env)
     sys.stderr.write(
@@ -197,13 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     workspace = ["-w", str(WORKSPACE)]
     where = ["-h", args.host, "-p", str(port)]
     reports = reports_command(args.host, reports_port)
+    board = dashboard_command(settings, args.host, dashboard_port, readonly)
     if args.command == "dev":
         mlflow = mlflow_ui_command(settings, args.host, args.mlflow_port)
-        return supervise([[_bin("dagster"), "dev", *workspace, *where], mlflow, reports], env)
+        dagster = [_bin("dagster"), "dev", *workspace, *where]
+        return supervise([dagster, mlflow, reports, board], env)
     webserver = [_bin("dagster-webserver"), *workspace, "--read-only", *where]
     if args.command == "ui-readonly":
-        return supervise([webserver, reports], env)
-    return supervise([webserver, reports, [_bin("dagster-daemon"), "run", *workspace]], env)
+        return supervise([webserver, reports, board], env)
+    daemon = [_bin("dagster-daemon"), "run", *workspace]
+    return supervise([webserver, reports, board, daemon], env)
 
 
 if __name__ == "__main__":

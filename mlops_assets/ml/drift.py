@@ -20,8 +20,6 @@ is Evidently's own test result, so either direction is read correctly.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from mlops_assets.atomic import write_atomic, write_text_atomic
+from mlops_assets.atomic import write_atomic
 from mlops_assets.dataset import CATEGORICAL, NUMERIC
 
 PREDICTION = "prediction"
@@ -40,9 +38,6 @@ STATUS_OK = "ok"
 STATUS_DRIFT = "drift"
 STATUS_EMPTY = "empty"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
-_WORKSPACE_LOCK = ".mlops_assets.lock"
-# Run id of each named run, per project: lets a re-run of a day replace that day's run.
-_RUN_INDEX = ".mlops_assets_runs.json"
 
 
 @dataclass(frozen=True)
@@ -450,25 +445,6 @@ def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_nam
     before the old one is removed, and a file lock serializes writers (so two processes never
     each create the project).
     """
-    snapshot = _require_snapshot(result)
-    from evidently.ui.workspace import Workspace
+    from mlops_assets.ml.dashboard import add_snapshot
 
-    root = Path(workspace_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / _WORKSPACE_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        workspace = Workspace.create(str(root))
-        found = workspace.search_project(project_name)
-        project = found[0] if found else workspace.create_project(project_name)
-        run_id = str(workspace.add_run(project.id, snapshot, include_data=False).id)
-        name = snapshot.get_name()
-        if name:
-            index_path = root / _RUN_INDEX
-            index = json.loads(index_path.read_text()) if index_path.exists() else {}
-            runs = index.setdefault(str(project.id), {})
-            previous = runs.get(name)
-            runs[name] = run_id
-            write_text_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
-            if previous and previous in {str(r) for r in workspace.list_runs(project.id)}:
-                workspace.delete_run(project.id, previous)
-    return run_id
+    return add_snapshot(_require_snapshot(result), workspace_dir, project_name)

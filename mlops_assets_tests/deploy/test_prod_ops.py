@@ -65,7 +65,7 @@ def test_prod_ops_runs_prods_daemon_beside_the_readonly_ui(make_pipeline, tmp_pa
     command = ["make", "--no-print-directory", "-C", str(REPO_ROOT), "prod-ops"]
     reports_port = free_port()
     command += [f"VENV={VENV}", "-o", str(VENV / ".installed"), f"UI_PORT={port}"]
-    command += [f"UI_REPORTS_PORT={reports_port}"]
+    command += [f"UI_REPORTS_PORT={reports_port}", f"UI_DASHBOARD_PORT={free_port()}"]
     reports = pipeline.data_dir / "prod" / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "drift_report.html").write_text("<html>prod report</html>")

@@ -173,6 +173,7 @@ def webservers(
     make_args = ["make", "--no-print-directory", "-C", str(REPO_ROOT), f"VENV={venv}"]
     make_args += ["-o", str(venv / ".installed"), "ui-readonly"]
     make_args += [f"UI_PORT={readonly_port}", f"UI_REPORTS_PORT={free_port()}"]
+    make_args += [f"UI_DASHBOARD_PORT={free_port()}"]
 
     db = postgres_server.create_database("webserver")
     writable_env = clean_env(

@@ -85,6 +85,7 @@ class Ports:
     readonly: int
     mlflow: int
     reports: int
+    dashboard: int
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{getattr(self, name)}"
@@ -98,6 +99,7 @@ class Servers:
     daemon: ServerProcess
     mlflow_url: str
     reports_url: str
+    dashboard_url: str
 
 
 def _small_spec() -> dict:
@@ -113,6 +115,7 @@ def _prepare(root: Path, ports: Ports) -> Environment:
     patch = pytest.MonkeyPatch()
     pipeline = Pipeline(patch, root, as_of=AS_OF)
     pipeline.use_urls(ports.url("readonly"), ports.url("mlflow"), ports.url("reports"))
+    pipeline.set_var("MLOPS_DASHBOARD_URL", ports.url("dashboard"))
     try:
         pipeline.use_spec(_small_spec())
         settings = pipeline.settings
@@ -168,7 +171,7 @@ def _prepare(root: Path, ports: Ports) -> Environment:
 
 @pytest.fixture(scope="session")
 def ports() -> Ports:
-    return Ports(free_port(), free_port(), free_port(), free_port())
+    return Ports(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
 @pytest.fixture(scope="session")
@@ -195,7 +198,8 @@ def _stop_automation_sensor(server: GraphQL) -> None:
 def servers(
     environment: Environment, ports: Ports, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Servers]:
-    """The webservers, and the MLflow UI and reports server as `make dev` starts them."""
+    """The webservers, and the MLflow UI, reports server and Evidently UI as `make dev` starts
+    them."""
     from mlops_assets import services
     from mlops_assets.environments import load_settings
 
@@ -208,7 +212,9 @@ def servers(
         MLOPS_DAGSTER_URL=ports.url("readonly"),
         MLOPS_MLFLOW_URL=ports.url("mlflow"),
         MLOPS_REPORTS_URL=ports.url("reports"),
+        MLOPS_DASHBOARD_URL=ports.url("dashboard"),
         **services.MLFLOW_UI_ENV,
+        **services.DASHBOARD_ENV,
     )
     settings = load_settings(data_dir=environment.data_dir, dataset=environment.dataset)
     webserver = [str(BIN / "dagster-webserver"), "-w", WORKSPACE, "-h", "127.0.0.1"]
@@ -223,6 +229,12 @@ def servers(
         start_process(
             "reports_server", services.reports_command("127.0.0.1", ports.reports), env, logs
         ),
+        start_process(
+            "evidently_ui",
+            services.dashboard_command(settings, "127.0.0.1", ports.dashboard, readonly=True),
+            env,
+            logs,
+        ),
     ]
     with running(processes):
         writable = GraphQL(ports.url("writable"))
@@ -234,6 +246,8 @@ def servers(
             wait_until(lambda: answers(processes[2], health), STARTUP_TIMEOUT, "the MLflow UI")
             report = f"{ports.url('reports')}/drift_{DAYS[-1]}.html"
             wait_until(lambda: answers(processes[3], report), STARTUP_TIMEOUT, "the reports")
+            projects = f"{ports.url('dashboard')}/api/projects"
+            wait_until(lambda: answers(processes[4], projects), STARTUP_TIMEOUT, "Evidently UI")
             _stop_automation_sensor(writable)
             daemon_args = [str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE]
             processes.append(start_process("daemon", daemon_args, env, logs))
@@ -244,6 +258,7 @@ def servers(
                 processes[-1],
                 ports.url("mlflow"),
                 ports.url("reports"),
+                ports.url("dashboard"),
             )
         finally:
             writable.close()

@@ -100,11 +100,16 @@ def test_make_dev_ui_shows_no_community_dialog(
     (control_home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
     logs = tmp_path / "logs"
-    mlflow_port, reports_port = free_port(), free_port()
+    mlflow_port, reports_port, dashboard_port = free_port(), free_port(), free_port()
     reports = staging.data_dir / "staging" / "reports"
     reports.mkdir(parents=True)
     (reports / "drift_2025-01-01.html").write_text("<html>a saved report</html>")
-    ports = {"DEV_PORT": dev_port, "MLFLOW_PORT": mlflow_port, "REPORTS_PORT": reports_port}
+    ports = {
+        "DEV_PORT": dev_port,
+        "MLFLOW_PORT": mlflow_port,
+        "REPORTS_PORT": reports_port,
+        "DASHBOARD_PORT": dashboard_port,
+    }
     dev = start_process(
         "make_dev", make_command("dev", **{k: str(v) for k, v in ports.items()}), env, logs
     )
@@ -135,6 +140,9 @@ def test_make_dev_ui_shows_no_community_dialog(
             wait_until(lambda: answers(dev, mlflow_health), STARTUP_TIMEOUT, "make dev's MLflow")
             report = httpx.get(f"http://127.0.0.1:{reports_port}/drift_2025-01-01.html")
             assert report.status_code == 200 and report.text == "<html>a saved report</html>"
+            # ... and the Evidently UI over the environment's workspace (the dashboard).
+            projects = f"http://127.0.0.1:{dashboard_port}/api/projects"
+            wait_until(lambda: answers(dev, projects), STARTUP_TIMEOUT, "make dev's Evidently UI")
             children = descendants(dev)
             # make dev serves the staging environment's own Dagster home under MLOPS_DATA_DIR.
             assert (home / "dagster.yaml").read_text() == (REPO_ROOT / "dagster.yaml").read_text()

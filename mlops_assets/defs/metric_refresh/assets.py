@@ -114,15 +114,36 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             )
         except business.ActualsNotLandedError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        for day, numbers in result.per_day.items():
-            segments = dg.MetadataValue.md(numbers["segments"])
-            context.add_asset_metadata({**numbers, "segments": segments}, partition_key=str(day))
+        _publish_days(context, p, result, wh.read("business_metrics"))
         lineage = {"dagster/column_lineage": business_lineage(spec)}
         yield dg.Output(result.frame, metadata=lineage)
         for name, column in ((ERROR_IN_BAND, "wape"), (COST_IN_BAND, "cost_per_outcome_actual")):
             yield _band_result(name, result.bands[column], severity(settings.thresholds.strict))
 
     return [business_metrics]
+
+
+def _publish_days(context: dg.AssetExecutionContext, p: Project, result, stored) -> None:
+    """Put each day's figures on the environment's business dashboard and attach them, with the
+    dashboard's link, to the day's partition. The dashboard's per-segment series cover every
+    segment stored so far and in this run."""
+    from mlops_assets.ml import dashboard
+
+    spec, settings = p.spec, p.settings
+    segment = spec.segment_column
+    segments = set(result.frame[segment].cast(str).to_list())
+    if segment in stored.columns:
+        segments |= set(stored[segment].cast(str).to_list())
+    where = (settings.evidently_workspace, settings.evidently_project)
+    project_id = dashboard.publish_dashboard(spec, segments, *where)
+    link = dg.MetadataValue.url(dashboard.dashboard_url(settings.dashboard_url, project_id))
+    for day, numbers in result.per_day.items():
+        rows = result.frame.filter(result.frame[spec.date_column] == day)
+        dashboard.add_snapshot(dashboard.business_snapshot(spec, day, rows), *where)
+        segments_md = dg.MetadataValue.md(numbers["segments"])
+        context.add_asset_metadata(
+            {**numbers, "segments": segments_md, "dashboard": link}, partition_key=str(day)
+        )
 
 
 @dg.definitions
