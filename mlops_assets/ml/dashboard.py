@@ -209,7 +209,8 @@ def _model(found: list[Panel]) -> Any:
         PanelMetric,
     )
 
-    plots, tabs = [], {}
+    plots: list[Any] = []
+    tabs: dict[str, list[Any]] = {}
     for panel in found:
         plot = DashboardPanelPlot(
             id=uuid.uuid5(_PANEL_IDS, panel.title),
