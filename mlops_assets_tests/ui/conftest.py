@@ -265,7 +265,10 @@ def servers(
             readonly.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an asyncio loop running in the worker's thread while
+# it is open, and a test outside this folder on the same worker (the automation clock calls
+# asyncio.run) must not find it.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     expect.set_options(timeout=PAGE_TIMEOUT_MS)
     with sync_playwright() as playwright:
