@@ -1,5 +1,5 @@
-"""The segment guardrail and the business benchmark end to end (real Dagster runs, DuckDB
-warehouse, MLflow store), each on simulated data whose outcome shifts on chosen days:
+"""The segment guardrail, the business benchmark and the serving budget end to end (real Dagster
+runs, DuckDB warehouse, MLflow store), each on simulated data whose outcome shifts on chosen days:
 
 - in staging, the visits of every airing rise by 80% from the first holdout day on, so every
   model trained before under-predicts the holdout: the business benchmark refuses the
@@ -11,7 +11,7 @@ warehouse, MLflow store), each on simulated data whose outcome shifts on chosen 
   names the network, the incumbent stays champion, and one alert names the gate;
 - in prod and in dev, the visits rise by 50% from one day on, a first training date with the
   default candidates gives the champion (approved in prod), and for the next one the dataset
-  spec makes `lgbm_small` ten times slower to serve (25x the trees at a 25th of the learning
+  spec makes `lgbm_small` many times slower to serve (25x the trees at a 25th of the learning
   rate, the same accuracy): it wins, and prod's serving budget refuses it with a reason naming
   the p99 latency or size and both figures, the incumbent staying champion, while dev promotes
   it with the serving_budget check and gate as warnings."""
