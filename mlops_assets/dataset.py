@@ -90,6 +90,11 @@ class TrainingModel(_Strict):
     baseline_margin: float = Field(
         0.05, ge=0, description="relative margin a model must beat the best baseline by"
     )
+    candidate_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="parameters to change per candidate, e.g. lgbm_large: {num_boost_round: "
+        "2000}; names and kinds are checked against the candidates' own parameters",
+    )
 
 
 class SpecModel(_Strict):
@@ -184,6 +189,8 @@ class TrainingSpec:
     max_train_rows: int = 200_000
     # A new model must beat the best baseline by this relative margin on the metric.
     baseline_margin: float = 0.05
+    # Parameter overrides per candidate name (``mlops_assets.ml.candidates.candidates_for``).
+    candidate_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -437,6 +444,8 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
             )
         table = validate_column(src.table, "source.table")
     source = SourceSpec(kind=src.kind, path=path, table=table, options=dict(src.options))
+    from mlops_assets.ml.candidates import check_candidate_params
+
     t = model.training
     training = TrainingSpec(
         cadence=t.cadence,
@@ -445,6 +454,7 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
         metric=t.metric,
         max_train_rows=t.max_train_rows,
         baseline_margin=t.baseline_margin,
+        candidate_params=check_candidate_params(t.candidate_params),
     )
     key_parts = _names(model.event_key, "event_key", required=True)
     _two_roles(model, key_parts)

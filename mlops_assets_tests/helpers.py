@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 import polars as pl
@@ -269,3 +269,127 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
 
 def check_evaluations(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def training_decision(pipeline: Pipeline, partition: str) -> dict[str, Any]:
+    """The one decision the history holds for training date ``partition``."""
+    history = pipeline.warehouse.read("champion_history").filter(
+        (pl.col("kind") == "training") & (pl.col("training_date") == date.fromisoformat(partition))
+    )
+    assert history.height == 1, history
+    return history.row(0, named=True)
+
+
+def latest_check(pipeline: Pipeline, asset: str, check: str) -> Any:
+    """The evaluation of ``check`` in the latest run that materialized ``asset``."""
+    records = pipeline.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=1
+    ).records
+    assert records, f"{asset} was never materialized"
+    evaluations = [
+        e.dagster_event.event_specific_data
+        for e in pipeline.instance.all_logs(
+            records[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    ]
+    found = [e for e in evaluations if e.check_name == check]
+    assert len(found) == 1, (check, [e.check_name for e in evaluations])
+    return found[0]
+
+
+def assert_aliases_on(pipeline: Pipeline, version: str | None) -> None:
+    """The registry's ``champion`` and stage alias are both on ``version`` (None: unset)."""
+    from mlops_assets.ml import registry
+
+    settings = pipeline.settings
+    for alias in ("champion", settings.stage_alias):
+        found = registry.get_alias_version(
+            settings.registered_model_name, alias, settings.mlflow_tracking_uri
+        )
+        assert (None if found is None else str(found)) == version, (alias, found, version)
+
+
+class Refusal(NamedTuple):
+    decision: dict[str, Any]
+    check: Any
+    alert: dict[str, Any]
+
+
+def assert_refused_by(
+    pipeline: Pipeline, partition: str, gate: str, incumbent: str | None = None
+) -> Refusal:
+    """Assert that gate ``gate`` refused the proposal of training date ``partition``: the
+    decision is ``refused`` and names the gate and its reason, the champion in force stays
+    ``incumbent`` (None: no champion) with neither the ``champion`` nor the stage alias moved
+    off it, the gate's check on the decision history failed with ERROR severity and its
+    evidence (verdict, observed value, threshold, the refusal counted), and one alert names the
+    gate. Returns the decision row, the check evaluation and the alert, for the assertions
+    particular to the gate."""
+    decision = training_decision(pipeline, partition)
+    assert decision["action"] == "refused", decision["reason"]
+    assert f"refused by gate {gate}: " in decision["reason"], decision["reason"]
+    assert decision["proposed_version"] is not None, decision
+    assert decision["to_version"] == incumbent, decision
+    assert decision["from_version"] == incumbent, decision
+    assert_aliases_on(pipeline, incumbent)
+
+    check = latest_check(pipeline, "champion_history", gate)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR, check
+    metadata = {k: v.value for k, v in check.metadata.items()}
+    assert metadata["training_date"] == partition, metadata
+    assert metadata["verdict"] == "refuse" and metadata["blocking_here"] is True, metadata
+    for evidence in ("observed", "threshold"):
+        assert isinstance(metadata[evidence], float), metadata
+        assert metadata[evidence] == metadata[evidence], (evidence, metadata)  # not NaN
+    assert metadata["reason"] and metadata["reason"] in decision["reason"], metadata
+    assert metadata["decisions_refused_by_gate"] >= 1, metadata
+
+    alerts = gate_alerts(pipeline)
+    assert len(alerts) == 1, alerts
+    assert alerts[0]["cause"] == f"promotion refused by {gate}", alerts
+    return Refusal(decision, check, alerts[0])
+
+
+def gate_alerts(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The gate alerts of the alerts file after the alert sensor ticked once (as the daemon
+    would), asserting that the sensor added no second alert (of another kind) for a gate whose
+    refusal the decision history already alerted."""
+    import json
+
+    from mlops_assets.defs.alerts import alert_on_failed_checks
+    from mlops_assets.defs.resources import AlertSinkResource
+    from mlops_assets.environments import GATE_NAMES
+
+    settings = pipeline.settings
+    sink = AlertSinkResource(env=settings.env, path=str(settings.alerts_path))
+    context = dg.build_sensor_context(
+        instance=pipeline.instance, resources={"alerts": sink}, definitions=pipeline.definitions()
+    )
+    alert_on_failed_checks(context)
+    if not settings.alerts_path.exists():
+        return []
+    alerts = [json.loads(x) for x in settings.alerts_path.read_text().splitlines()]
+    gates = [a for a in alerts if a["kind"] == "gate"]
+    naming = [a for a in alerts if any(g in a["cause"] for g in GATE_NAMES)]
+    assert naming == gates, alerts
+    return gates
+
+
+def approve(pipeline: Pipeline, partition: str, approved_by: str) -> None:
+    """Approve what training date ``partition`` proposed, as `mlops-assets promote
+    --training-date PARTITION --approved-by NAME` does: a release decision recorded through the
+    pipeline, effective today by the pipeline's clock."""
+    from mlops_assets.runner import run_decisions
+
+    decision = training_decision(pipeline, partition)
+    assert decision["action"] == "propose", decision["reason"]
+    release = {
+        "action": "promote",
+        "version": decision["proposed_version"],
+        "candidate": decision["proposed_candidate"],
+        "approved_by": approved_by,
+        "reason": "approved in a test",
+        "source": f"proposal of training date {partition}",
+    }
+    result = run_decisions(pipeline.definitions(), pipeline.instance, release=release)
+    assert result.success, failure_messages(result)

@@ -167,3 +167,58 @@ def test_bad_training_cadence_names_the_field(tmp_path: Path) -> None:
 def test_missing_spec_file_mentions_mlops_dataset(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="MLOPS_DATASET"):
         load_spec(tmp_path / "absent.yaml")
+
+
+def test_candidate_params_override_a_candidate(tmp_path: Path) -> None:
+    raw = simulator_spec()
+    raw["training"]["candidate_params"] = {"lgbm_large": {"num_boost_round": 900, "lambda_l2": 2}}
+    spec = load_spec(write_yaml(tmp_path / "spec.yaml", raw))
+    assert spec.training.candidate_params == {
+        "lgbm_large": {"num_boost_round": 900, "lambda_l2": 2}
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"lgbm_larg": {"num_boost_round": 900}},
+            "field 'training.candidate_params.lgbm_larg' is not a candidate; did you mean "
+            "'training.candidate_params.lgbm_large'? (candidates: global_mean, segment_mean, "
+            "lgbm_small, lgbm_large)",
+        ),
+        (
+            {"lgbm_large": {"num_boost_rounds": 900}},
+            "field 'training.candidate_params.lgbm_large.num_boost_rounds' is not a parameter of "
+            "candidate lgbm_large; did you mean "
+            "'training.candidate_params.lgbm_large.num_boost_round'? (its parameters: objective,",
+        ),
+        (
+            {"lgbm_large": {"num_boost_round": "many"}},
+            "field 'training.candidate_params.lgbm_large.num_boost_round' must be an integer "
+            "like its default 400, got 'many'",
+        ),
+        (
+            {"lgbm_small": {"learning_rate": True}},
+            "field 'training.candidate_params.lgbm_small.learning_rate' must be a number like "
+            "its default 0.05, got True",
+        ),
+        (
+            {"global_mean": {"min_rows": 5}},
+            "field 'training.candidate_params.global_mean': candidate global_mean has no "
+            "parameters to change; remove it",
+        ),
+        (
+            {"segment_mean": 5},
+            "field 'training.candidate_params.segment_mean': input should be a valid "
+            "dictionary, got 5",
+        ),
+    ],
+)
+def test_a_bad_candidate_override_names_the_field_and_the_fix(
+    tmp_path: Path, params: dict[str, Any], message: str
+) -> None:
+    raw = simulator_spec()
+    raw["training"]["candidate_params"] = params
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(write_yaml(tmp_path / "spec.yaml", raw))

@@ -4,16 +4,23 @@ A candidate is a name, a role (``baseline`` competes on the leaderboard but can 
 champion; ``model`` can), its parameters and a ``fit(train, spec, seed) -> TabularModel``
 function. Each one becomes a Dagster asset ``candidate_<name>``. Adding a candidate is one entry
 in :data:`CANDIDATES`, e.g. ``lightgbm_candidate("lgbm_deep", num_leaves=127, ...)``.
+
+A dataset spec can change a candidate's parameters without code, in ``training.candidate_params``
+(e.g. ``lgbm_large: {num_boost_round: 2000}``): :func:`check_candidate_params` refuses an
+unknown candidate or parameter, or a value of another type than the default, at spec load, and
+:func:`candidates_for` gives the candidates with the spec's values. The parameters are part of a
+candidate's code version, so a changed value trains anew rather than reusing a logged run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.dataset import DatasetSpec
+from mlops_assets.dataset import DatasetSpec, SpecError
 from mlops_assets.environments import validate_identifier
 
 if TYPE_CHECKING:
@@ -36,6 +43,10 @@ class Candidate:
     params: dict[str, Any]
     fit: FitFn = field(repr=False, compare=False)
     description: str = ""
+    # The fit function for other values of ``params`` (None: nothing to override).
+    fit_with: Callable[[dict[str, Any]], FitFn] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         validate_identifier(self.name, "candidate name")
@@ -45,6 +56,22 @@ class Candidate:
     @property
     def asset_name(self) -> str:
         return f"candidate_{self.name}"
+
+    def with_params(self, overrides: Mapping[str, Any]) -> Candidate:
+        """This candidate with some parameters changed (names checked by
+        :func:`check_candidate_params`); its description says which."""
+        if not overrides:
+            return self
+        if self.fit_with is None:
+            raise ValueError(f"candidate {self.name!r} has no parameters to change")
+        params = {**self.params, **overrides}
+        changed = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
+        return replace(
+            self,
+            params=params,
+            fit=self.fit_with(params),
+            description=f"{self.description} The dataset spec sets {changed}.".strip(),
+        )
 
 
 def fit_global_mean(train: pl.DataFrame, spec: DatasetSpec, seed: int) -> TabularModel:
@@ -172,13 +199,22 @@ def fit_lightgbm(
 def lightgbm_candidate(name: str, description: str = "", **overrides: Any) -> Candidate:
     """A LightGBM candidate: :data:`LIGHTGBM_DEFAULTS` with ``overrides``."""
     params = {**LIGHTGBM_DEFAULTS, **overrides}
+
+    def fit_with(values: dict[str, Any]) -> FitFn:
+        return partial(fit_lightgbm, name=name, params=values)
+
     return Candidate(
         name=name,
         role="model",
         params=params,
-        fit=partial(fit_lightgbm, name=name, params=params),
+        fit=fit_with(params),
         description=description,
+        fit_with=fit_with,
     )
+
+
+def _fit_segment_mean_with(values: dict[str, Any]) -> FitFn:
+    return partial(fit_segment_mean, **values)
 
 
 _SEGMENT_PARAMS = {"min_rows": 20}
@@ -195,8 +231,9 @@ CANDIDATES: tuple[Candidate, ...] = (
         name="segment_mean",
         role="baseline",
         params=_SEGMENT_PARAMS,
-        fit=partial(fit_segment_mean, **_SEGMENT_PARAMS),
+        fit=_fit_segment_mean_with(_SEGMENT_PARAMS),
         description="Predicts the historical average outcome of the event's segment.",
+        fit_with=_fit_segment_mean_with,
     ),
     lightgbm_candidate(
         "lgbm_small",
@@ -222,3 +259,67 @@ def candidate_by_name(name: str, candidates: tuple[Candidate, ...] = CANDIDATES)
         if candidate.name == name:
             return candidate
     raise KeyError(f"unknown candidate {name!r}; known: {', '.join(c.name for c in candidates)}")
+
+
+def _kind(value: Any) -> str:
+    """A parameter value's kind, as the spec check compares them: an integer may stand for a
+    number, nothing else converts."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+def check_candidate_params(
+    raw: Mapping[str, Any] | None,
+    where: str = "training.candidate_params",
+    candidates: tuple[Candidate, ...] = CANDIDATES,
+) -> dict[str, dict[str, Any]]:
+    """A spec's parameter overrides per candidate, checked: every candidate and parameter
+    exists and every value has the default's kind (an integer may stand for a number). A
+    :class:`SpecError` names the field, suggests the closest name and lists the known ones."""
+    by_name = {c.name: c for c in candidates}
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in (raw or {}).items():
+        field_name = f"{where}.{name}"
+        candidate = by_name.get(name)
+        if candidate is None:
+            raise SpecError(
+                f"dataset spec field '{field_name}' is not a candidate; "
+                f"{_did_you_mean(name, by_name, where)}(candidates: {', '.join(by_name)})"
+            )
+        if values and candidate.fit_with is None:
+            raise SpecError(
+                f"dataset spec field '{field_name}': candidate {name} has no parameters to "
+                "change; remove it"
+            )
+        for key, value in values.items():
+            if key not in candidate.params:
+                raise SpecError(
+                    f"dataset spec field '{field_name}.{key}' is not a parameter of candidate "
+                    f"{name}; {_did_you_mean(key, candidate.params, field_name)}"
+                    f"(its parameters: {', '.join(candidate.params)})"
+                )
+            default = candidate.params[key]
+            wanted, got = _kind(default), _kind(value)
+            if got != wanted and not (wanted == "a number" and got == "an integer"):
+                raise SpecError(
+                    f"dataset spec field '{field_name}.{key}' must be {wanted} like its default "
+                    f"{default!r}, got {value!r}"
+                )
+        out[name] = dict(values)
+    return out
+
+
+def _did_you_mean(name: str, known: Mapping[str, Any], where: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{where}.{close[0]}'? " if close else "remove it or fix its name "
+
+
+def candidates_for(spec: DatasetSpec) -> tuple[Candidate, ...]:
+    """The candidates with the spec's ``training.candidate_params`` applied."""
+    overrides = spec.training.candidate_params
+    return tuple(c.with_params(overrides.get(c.name, {})) for c in CANDIDATES)

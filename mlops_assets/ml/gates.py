@@ -326,7 +326,9 @@ def serving_budget(
         )
     if size > limits.serving_size_factor:
         problems.append(
-            f"model size is {size:.1f}x the incumbent's (at most {limits.serving_size_factor:.1f}x)"
+            f"model size {candidate.get('model_bytes') or 0:,.0f} bytes is {size:.1f}x the "
+            f"incumbent's {incumbent.get('model_bytes') or 0:,.0f} bytes (at most "
+            f"{limits.serving_size_factor:.1f}x)"
         )
     failed = bool(problems)
     reason = (

@@ -1,6 +1,7 @@
 """The candidate registry: names become asset names, roles are checked, LightGBM beats the
 baselines on simulated airings, training is reproducible (also from shuffled rows), and the
-segment baseline's lookup and fallbacks."""
+segment baseline's lookup and fallbacks, and a dataset spec's parameter overrides (applied to
+the named candidate only, in its fit, description and code version)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mlops_assets.ml.candidates import (
     CANDIDATES,
     Candidate,
     candidate_by_name,
+    candidates_for,
     fit_global_mean,
     fit_segment_mean,
     lightgbm_candidate,
@@ -52,6 +54,32 @@ def test_adding_a_lightgbm_candidate_is_one_call() -> None:
     extra = lightgbm_candidate("lgbm_tiny", "Tiny.", num_leaves=7, num_boost_round=50)
     assert extra.role == "model" and extra.asset_name == "candidate_lgbm_tiny"
     assert extra.params["num_leaves"] == 7 and extra.params["objective"] == "tweedie"
+
+
+def test_spec_overrides_change_one_candidates_fit_description_and_code_version(
+    spec: DatasetSpec, train: pl.DataFrame, holdout: pl.DataFrame
+) -> None:
+    from dataclasses import replace
+
+    from mlops_assets.defs.model_training.assets import candidate_code_version
+
+    overrides = {"lgbm_small": {"num_boost_round": 20}, "segment_mean": {"min_rows": 1000}}
+    changed = replace(spec, training=replace(spec.training, candidate_params=overrides))
+    before = {c.name: c for c in candidates_for(spec)}
+    after = {c.name: c for c in candidates_for(changed)}
+    assert [c.name for c in candidates_for(changed)] == [c.name for c in CANDIDATES]
+    assert after["lgbm_small"].params == {**before["lgbm_small"].params, "num_boost_round": 20}
+    assert after["lgbm_small"].description.endswith("The dataset spec sets num_boost_round=20.")
+    for name in ("lgbm_small", "segment_mean"):
+        assert candidate_code_version(after[name]) != candidate_code_version(before[name])
+    for name in ("global_mean", "lgbm_large"):
+        assert after[name] is before[name]
+    small = train_and_score(after["lgbm_small"], train, holdout, spec, seed=3)
+    assert small.model.booster.num_trees() == 20
+    assert small.model.params["num_boost_round"] == 20
+    # No segment has 1000 rows: the segment baseline falls back to the global mean everywhere.
+    segment = train_and_score(after["segment_mean"], train, holdout, spec, seed=3)
+    assert np.unique(segment.model.predict(holdout)).size == 1
 
 
 def test_lightgbm_beats_the_best_baseline_wape(

@@ -95,7 +95,9 @@ def test_serving_budget_refuses_over_the_factor_of_the_incumbent() -> None:
     result = gates.serving_budget(slow, incumbent, REFUSING)
     assert result.verdict == gates.REFUSE and "5.0x the incumbent" in result.reason
     assert result.observed == pytest.approx(5.0)
-    assert gates.serving_budget(big, incumbent, REFUSING).verdict == gates.REFUSE
+    too_big = gates.serving_budget(big, incumbent, REFUSING)
+    assert too_big.verdict == gates.REFUSE
+    assert "model size 9,000 bytes is 9.0x the incumbent's 1,000 bytes" in too_big.reason
     assert gates.serving_budget(slow, incumbent, DEV).verdict == gates.WARN
     assert gates.serving_budget(incumbent, incumbent, REFUSING).verdict == gates.PASS
     assert gates.serving_budget(slow, None, REFUSING).verdict == gates.NOT_APPLICABLE

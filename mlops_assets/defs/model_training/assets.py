@@ -19,7 +19,7 @@ from mlops_assets.defs.common import (
     table_metadata,
 )
 from mlops_assets.defs.resources import MlflowResource
-from mlops_assets.ml.candidates import CANDIDATES, Candidate
+from mlops_assets.ml.candidates import Candidate, candidates_for
 
 if TYPE_CHECKING:
     # Imported where used, so that loading the definitions does not import polars (asset
@@ -173,7 +173,7 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
 
 
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
-    return [build_candidate_asset(p, c) for c in CANDIDATES]
+    return [build_candidate_asset(p, c) for c in candidates_for(p.spec)]
 
 
 @dg.definitions
