@@ -272,7 +272,50 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
             },
         ),
     }
+    schemas.update(profile_and_health_schemas(spec))
     return schemas
+
+
+def profile_and_health_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
+    """The columns of ``data_profile`` (one row per day and raw attribute) and of
+    ``pipeline_health`` (one row per asset, with its stage's rolled-up status)."""
+    segment = spec.segment_column
+    profile = {
+        "day": ("date", "the day profiled"),
+        "column": ("string", f"an attribute of the day's {spec.event_noun}s"),
+        "kind": ("string", "numeric or categorical"),
+        "rows": ("int", f"{spec.event_noun}s on the day"),
+        "missing_share": ("double", "share of empty values (null, NaN or infinite)"),
+        "min": ("double", "smallest value (numeric)"),
+        "p25": ("double", "first quartile (numeric)"),
+        "median": ("double", "median (numeric)"),
+        "p75": ("double", "third quartile (numeric)"),
+        "max": ("double", "largest value (numeric)"),
+        "mean": ("double", "mean (numeric)"),
+        "distinct": ("int", "distinct values (categorical)"),
+        "top_values": ("string", "most frequent values with their counts (categorical)"),
+        "new_values": ("string", "values never seen in the reference days (categorical)"),
+        "absent_values": (
+            "string",
+            f"regular values of the reference with no row today (for {segment}: vanished segments)",
+        ),
+        "stable": ("bool", "the column took no new value over the reference: new ones warn"),
+    }
+    health = {
+        "stage": ("string", "pipeline stage (asset group)"),
+        "stage_status": ("string", "the stage's status: its worst asset's"),
+        "asset": ("string", "asset"),
+        "status": ("string", "Healthy, Warning or Degraded"),
+        "reason": ("string", "why, in business words (empty when healthy)"),
+        "last_materialized": ("timestamp", "latest materialization (UTC; empty: never)"),
+        "freshness": ("string", "freshness state (PASS, WARN, FAIL; empty: no policy)"),
+        "failed_checks": ("int", "checks whose latest evaluation failed"),
+        "open_alerts": ("int", "alerts it raised within the alert cooldown"),
+    }
+    return {
+        "data_profile": _schema(spec, list(profile), profile),
+        "pipeline_health": _schema(spec, list(health), health),
+    }
 
 
 HISTORY_COLUMNS = {
