@@ -55,10 +55,13 @@ def _failed_checks(instance: dg.DagsterInstance, keys) -> list:
 
 def _states(context: dg.AssetExecutionContext, alerts: AlertSinkResource) -> list:
     """What the instance and the alert log say about every other asset of the code location."""
+    from mlops_assets.definitions import defs
     from mlops_assets.ml.health import AssetState
 
-    instance = context.instance
-    nodes = [n for n in context.repository_def.asset_graph.asset_nodes if n.key.path[-1] != NAME]
+    # The code location's graph (the same assets and checks in every environment), whatever
+    # this run selected.
+    instance, graph = context.instance, defs.resolve_asset_graph()
+    nodes = [n for n in graph.asset_nodes if n.key.path[-1] != NAME]
     freshness = instance.get_freshness_state_records([n.key for n in nodes])
     since = datetime.now(UTC) - timedelta(minutes=alerts.cooldown_minutes)
     recent = [a for a in alerts.sink().read() if datetime.fromisoformat(a["ts"]) >= since]
