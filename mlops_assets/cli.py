@@ -65,6 +65,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         metric_batches,
         reporting,
         run_days,
+        run_health,
         run_metrics,
         run_scoring,
         run_training,
@@ -161,6 +162,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 run_scoring(defs, instance, served, progress, summary, drift_days=args.drift_days)
             with stage("business metrics", metric_batches(settings, served)) as progress:
                 run_metrics(defs, instance, settings, served, progress, summary)
+        with stage("pipeline health", 1) as progress:
+            summary.add(run_health(defs, instance, progress), "pipeline_health")
     wh = Warehouse(settings.warehouse_path, settings.schema)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")

@@ -63,9 +63,11 @@ def build_definitions() -> dg.Definitions:
     settings = p.settings
     database = str(settings.warehouse_path)
     stages = load_stages()
+    # The data profile costs an Evidently report per day: it is not part of a day's refresh,
+    # but of the days that are watched (daily_scoring), and automation builds each new day's.
     daily_assets = dg.AssetSelection.groups(
         "sources", "feature_refresh"
-    ) - dg.AssetSelection.assets("online_features")
+    ) - dg.AssetSelection.assets("online_features", "data_profile")
     cross_cutting = dg.Definitions(
         resources={
             "io_manager": DuckDBPolarsIOManager(database=database, schema_name=settings.schema),
@@ -94,9 +96,12 @@ def build_definitions() -> dg.Definitions:
             ),
             dg.define_asset_job(
                 SCORING_JOB,
-                selection=dg.AssetSelection.assets("predictions", "drift_report"),
+                selection=dg.AssetSelection.assets("predictions", "drift_report", "data_profile"),
                 partitions_def=p.daily,
-                description="Predictions of a day (and what watches them), once a champion is in.",
+                description=(
+                    "Predictions of a day and what watches it (drift, the day's data profile), "
+                    "once a champion is in."
+                ),
             ),
             dg.define_asset_job(
                 METRICS_JOB,

@@ -553,8 +553,8 @@ def run_scoring(
     summary: RunSummary | None = None,
     drift_days: int | None = None,
 ) -> RunSummary:
-    """Predictions over each contiguous range of ``days``, and drift reports of the last
-    ``drift_days`` of them (all when None)."""
+    """Predictions over each contiguous range of ``days``, and drift reports and data profiles
+    of the last ``drift_days`` of them (all when None)."""
     from mlops_assets.definitions import SCORING_JOB
 
     summary = summary or RunSummary()
@@ -562,7 +562,7 @@ def run_scoring(
     days = sorted(days)
     watched = days if drift_days is None else days[-drift_days:]
     batches = [(r, ["predictions"]) for r in _contiguous(days)]
-    batches += [(r, ["drift_report"]) for r in _contiguous(watched)]
+    batches += [(r, ["drift_report", "data_profile"]) for r in _contiguous(watched)]
     for (first, last), names in batches:
         result = _execute(
             job, instance, range_tags(first, last), asset_selection=[dg.AssetKey(n) for n in names]
@@ -571,6 +571,18 @@ def run_scoring(
         summary.add(result, f"{names[0]} {label}")
         progress(f"{names[0]} {label}: {'ok' if result.success else 'FAILED'}")
     return summary
+
+
+def run_health(
+    defs: dg.Definitions, instance: dg.DagsterInstance, progress: Callable[[str], None]
+) -> dg.ExecuteInProcessResult:
+    """Refresh ``pipeline_health`` from what the instance now records (the demo's last run)."""
+    keys = [dg.AssetKey("pipeline_health")]
+    result = _execute(
+        defs.resolve_implicit_job_def_def_for_assets(keys), instance, asset_selection=keys
+    )
+    progress(f"pipeline_health: {'ok' if result.success else 'FAILED'}")
+    return result
 
 
 def run_metrics(

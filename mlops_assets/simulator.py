@@ -36,7 +36,14 @@ _EPOCH = date(2024, 1, 1)
 _CREATIVE_EVERY_DAYS = 9
 _CREATIVE_LIFETIME_DAYS = 120
 
-INCIDENT_KINDS = ("null_storm", "schema_change", "empty_day", "negative_target", "duplicate_keys")
+INCIDENT_KINDS = (
+    "null_storm",
+    "schema_change",
+    "empty_day",
+    "negative_target",
+    "duplicate_keys",
+    "segment_outage",
+)
 DRIFT_KINDS = ("audience_shift", "creative_mix", "response_shift")
 
 
@@ -251,6 +258,11 @@ def _apply_incidents(
         outcomes = outcomes.with_columns(
             pl.when(pl.Series(mask)).then(-pl.col("visits") - 1).otherwise(pl.col("visits"))
         )
+    if (outage := incidents.get("segment_outage")) is not None:
+        # One network airs nothing that day (a feed outage): its airings and outcomes are gone.
+        network = outage.network or "ESPN"
+        events = events.filter(pl.col("network") != network)
+        outcomes = outcomes.filter(pl.col("airing_id").is_in(events["airing_id"].implode()))
     if "duplicate_keys" in incidents and events.height:
         events = pl.concat([events, events.head(max(1, events.height // 10))])
     if (change := incidents.get("schema_change")) is not None:

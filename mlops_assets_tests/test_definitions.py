@@ -64,6 +64,34 @@ def test_definitions_load(defs: dg.Definitions) -> None:
     assert set(FOUNDATION_ASSETS) - {"online_features"} <= selected
 
 
+def test_the_data_profile_follows_the_events_and_health_is_refreshed_on_purpose(
+    defs: dg.Definitions,
+) -> None:
+    """``data_profile`` (an Evidently report per day) follows each new day's events and runs
+    with the watched days, not with every day's refresh; ``pipeline_health`` reads wall-clock
+    state, so no automation condition requests it: its schedule does (stopped in dev)."""
+    graph = defs.resolve_asset_graph()
+    profile = graph.get(dg.AssetKey("data_profile"))
+    assert profile.group_name == "sources"
+    assert profile.parent_keys == {dg.AssetKey("raw_events")}
+    assert profile.automation_condition is not None
+    assert profile.pools == {WAREHOUSE_POOL}
+    assert {k.name for k in profile.check_keys} == {"segments_present", "no_new_categories"}
+
+    def selected(job: str) -> set[str]:
+        layer = defs.resolve_job_def(job).asset_layer
+        return {k.to_user_string() for k in layer.executable_asset_keys}
+
+    assert "data_profile" in selected("daily_scoring")
+    assert "data_profile" not in selected("daily_refresh") | selected("daily_cycle")
+
+    health = graph.get(dg.AssetKey("pipeline_health"))
+    assert health.automation_condition is None and health.partitions_def is None
+    schedule = defs.resolve_schedule_def("pipeline_health_hourly")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "0 * * * *"
+
+
 def test_the_decision_history_is_upstream_of_what_it_decides(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     history = dg.AssetKey("champion_history")

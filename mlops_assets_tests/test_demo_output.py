@@ -20,7 +20,7 @@ MAX_LINES = 80
 # As of 2025-03-15 06:00 the latest training date that has ended is 2025-03-10: holdout
 # 2025-03-04..03-08 (two days of label lag), training 2025-02-18..03-03, 25 days before today.
 NEEDED_DAYS = 25
-STAGES = ("daily assets", "training", "scoring", "business metrics")
+STAGES = ("daily assets", "training", "scoring", "business metrics", "pipeline health")
 DEBUG_LINE = re.compile(r"\bDEBUG\b")
 
 

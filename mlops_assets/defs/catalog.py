@@ -117,6 +117,8 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
         "drift_report": _declared(spec, DRIFT_COLUMNS),
         "business_metrics": _declared(spec, BUSINESS_COLUMNS),
         "serving_log": _declared(spec, SERVING_LOG_COLUMNS),
+        "data_profile": _declared(spec, PROFILE_COLUMNS),
+        "pipeline_health": _declared(spec, HEALTH_COLUMNS),
     }
     return schemas
 
@@ -206,6 +208,44 @@ DRIFT_COLUMNS = _table(
     null_share_current    double  share of empty values today
     null_share_reference  double  share of empty values in the reference
     status                string  ok, drift or empty
+    """
+)
+
+# One row per day and raw attribute of the day's events.
+PROFILE_COLUMNS = _table(
+    """
+    day            date    the day profiled
+    column         string  an attribute of the day's {event}s
+    kind           string  numeric or categorical
+    rows           int     {event}s on the day
+    missing_share  double  share of empty values (null, NaN or infinite)
+    min            double  smallest value (numeric)
+    p25            double  first quartile (numeric)
+    median         double  median (numeric)
+    p75            double  third quartile (numeric)
+    max            double  largest value (numeric)
+    mean           double  mean (numeric)
+    distinct       int     distinct values (categorical)
+    top_values     string  most frequent values with their counts (categorical)
+    new_values     string  values never seen in the reference days (categorical)
+    absent_values  string  regular values of the reference with no row today
+                           (for {segment}: vanished segments)
+    stable         bool    the column took no new value over the reference: new ones warn
+    """
+)
+
+# One row per asset, with its stage's rolled-up status.
+HEALTH_COLUMNS = _table(
+    """
+    stage              string     pipeline stage (asset group)
+    stage_status       string     the stage's status: its worst asset's
+    asset              string     asset
+    status             string     Healthy, Warning or Degraded
+    reason             string     why, in business words (empty when healthy)
+    last_materialized  timestamp  latest materialization (UTC; empty: never)
+    freshness          string     freshness state (PASS, WARN, FAIL; empty: no policy)
+    failed_checks      int        checks whose latest evaluation failed
+    open_alerts        int        alerts it raised within the alert cooldown
     """
 )
 

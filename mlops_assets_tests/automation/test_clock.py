@@ -1,10 +1,10 @@
 """Declarative automation by a simulated clock: nine mornings of prod, each evaluated with the
 cursor of the evaluation before (as the automation sensor does) and followed by runs of exactly
-what was requested. Covers the daily sources and features, outcomes that land two days late,
-predictions once the champion in force is in, the weekly training, the online store and the
-monitors; that no partition is requested twice; and that a day whose features fail a blocking
-check (a null storm, an ERROR in prod) holds back everything downstream of that day, while in
-dev, where the same rule only warns, it holds back nothing."""
+what was requested. Covers the daily sources, data profile and features, outcomes that land two
+days late, predictions once the champion in force is in, the weekly training, the online store
+and the monitors; that no partition is requested twice; and that a day whose features fail a
+blocking check (a null storm, an ERROR in prod) holds back everything downstream of that day,
+while in dev, where the same rule only warns, it holds back nothing."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ STORM_MORNING = date(2025, 2, 20)  # the morning that brings the storm day's eve
 WEEK = "2025-02-10"  # the training week whose champion is in force from Monday 2025-02-17
 
 LANDED = ("raw_outcomes", "outcome_stats", "labeled_examples", "business_metrics")
-NEW_DAY = ("raw_events", "features", "serving_log", "predictions", "drift_report")
-BEFORE_CHAMPION = ("raw_events", "features", "serving_log")
+NEW_DAY = ("raw_events", "data_profile", "features", "serving_log", "predictions", "drift_report")
+BEFORE_CHAMPION = ("raw_events", "data_profile", "features", "serving_log")
 SCORED = ("predictions", "drift_report")
 TRAINING = (*(c.asset_name for c in CANDIDATES), "champion")
 ONLINE = at(None, "online_features")
@@ -170,12 +170,12 @@ def test_null_storm_holds_back_its_day_only_where_the_rule_is_an_error(
     # its labeled examples, unless the null share rule is an error (prod).
     storm_day = [
         at("2025-01-05", "raw_outcomes", "outcome_stats", "labeled_examples")
-        | at(storm, "raw_events", "features", "serving_log"),
+        | at(storm, "raw_events", "data_profile", "features", "serving_log"),
         *([] if holds_back else [ONLINE]),
     ]
     landing_day = [
         at(storm, "raw_outcomes", "outcome_stats", *([] if holds_back else ["labeled_examples"]))
-        | at("2025-01-07", "raw_events", "features", "serving_log"),
+        | at("2025-01-07", "raw_events", "data_profile", "features", "serving_log"),
         ONLINE,
     ]
     mornings = {datetime(2025, 1, 7, 6): storm_day, datetime(2025, 1, 8, 6): landing_day}
