@@ -205,6 +205,12 @@ class Settings:
         return self.env_dir / "mlflow_artifacts"
 
     @property
+    def compiled_models_dir(self) -> Path:
+        """Compiled libraries of registered versions (``v<version>/model.so`` + sidecar),
+        beside the registry's artifacts; written by the ``compile_model`` job only."""
+        return self.mlflow_artifacts_dir / "compiled"
+
+    @property
     def registered_model_name(self) -> str:
         return f"mlops_assets_{self.env}"
 
@@ -276,6 +282,7 @@ STATE_PATHS = (
     "request_log_dir",
     "mlflow_db_path",
     "mlflow_artifacts_dir",
+    "compiled_models_dir",
     "reports_dir",
     "alerts_path",
     "dagster_home",

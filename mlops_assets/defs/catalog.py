@@ -274,6 +274,7 @@ SERVING_LOG_COLUMNS = _table(
     status         int        HTTP status answered
     error          string     error code of a refused request
     model_version  string     champion version that answered
+    predictor      string     what predicted: the compiled library or the booster
     latency_ms     double     time to answer in milliseconds
     n_keys         int        serving keys asked for
     prediction     double     first predicted {outcome}

@@ -130,7 +130,8 @@ def predictions_stage(
     :data:`PLAUSIBLE_FACTOR` times that is out of range.
 
     NoFeaturesError when a day has no feature rows, NoChampionError when no champion was in
-    force on one."""
+    force on one. Each day's metadata says what predicted it (``predictor``: ``compiled`` when
+    ``load`` gave a model with a verified compiled library, ``booster`` otherwise)."""
     day_rows = features.filter(pl.col(spec.date_column).is_in(list(days)))
     present = set(day_rows[spec.date_column].unique().to_list()) if day_rows.height else set()
     missing = sorted(set(days) - present)
@@ -139,7 +140,13 @@ def predictions_stage(
             f"no features for {', '.join(map(str, missing))}: nothing to predict (a day whose "
             "source broke has none; materialize its features first)"
         )
-    frame = predict_days(spec, day_rows, version_for_day, load)
+    loaded: dict[str, TabularModel] = {}
+
+    def remember(version: str) -> TabularModel:
+        loaded[version] = load(version)
+        return loaded[version]
+
+    frame = predict_days(spec, day_rows, version_for_day, remember)
     upper = {
         version: PLAUSIBLE_FACTOR * float(max_outcome(*train_window(version)) or 0.0)
         for version in frame[MODEL_VERSION].unique().to_list()
@@ -147,8 +154,10 @@ def predictions_stage(
     per_day = {}
     for day in days:
         rows = frame.filter(pl.col(spec.date_column) == day)
+        versions = sorted(rows[MODEL_VERSION].unique())
         per_day[day] = {
-            "model_versions": ", ".join(sorted(rows[MODEL_VERSION].unique())),
+            "model_versions": ", ".join(versions),
+            "predictor": ", ".join(sorted({loaded[v].predictor for v in versions})),
             "mean_prediction": _number_or_zero(rows[PREDICTION].mean()),
             "rows": rows.height,
         }

@@ -68,6 +68,9 @@ class TabularModel:
     candidate: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     predict_threads: int = 2
+    # A verified compiled predictor of the booster (``mlops_assets.ml.compiled``), used by
+    # ``predict_matrix`` when set; never saved with the model.
+    compiled: Any = field(default=None, repr=False)
     _codes: dict[str, dict[str, int]] = field(init=False, repr=False)
     _cat_positions: frozenset[int] = field(init=False, repr=False)
 
@@ -97,6 +100,13 @@ class TabularModel:
     @property
     def n_features(self) -> int:
         return len(self.feature_columns)
+
+    @property
+    def predictor(self) -> str:
+        """What ``predict_matrix`` predicts with: ``compiled``, ``booster`` or ``lookup``."""
+        if self.kind != "lightgbm":
+            return "lookup"
+        return "compiled" if self.compiled is not None else "booster"
 
     @property
     def categorical_columns(self) -> tuple[str, ...]:
@@ -147,7 +157,10 @@ class TabularModel:
         if self.kind == "lightgbm":
             assert self.booster is not None  # __post_init__ requires it for lightgbm
             threads = 1 if matrix.shape[0] <= SMALL_BATCH_ROWS else self.predict_threads
-            raw = self.booster.predict(matrix, num_threads=threads)
+            if self.compiled is not None:
+                raw = self.compiled.predict(matrix, n_jobs=threads)
+            else:
+                raw = self.booster.predict(matrix, num_threads=threads)
         else:
             raw = self._lookup(matrix)
         return np.clip(np.asarray(raw, dtype=np.float64), 0.0, None)

@@ -9,6 +9,9 @@ numbers as ``Booster.predict`` (tests compare them bit for bit).
 
 The prepared configuration is tied to one Booster and is not safe for two threads at once, so
 each predictor holds a lock (uncontended on the endpoint: requests run on the event loop thread).
+
+Once a verified compiled library of the version is loaded (:mod:`mlops_assets.ml.compiled`),
+:class:`CompiledRowPredictor` calls it instead: about 11 us for one row of a 400-tree model.
 """
 
 from __future__ import annotations
@@ -88,6 +91,38 @@ class RowPredictor:
             pass
 
 
-def row_predictor(model: TabularModel) -> RowPredictor | None:
-    """A :class:`RowPredictor` for a LightGBM model; None for a baseline (its lookup is cheap)."""
+class CompiledRowPredictor:
+    """``predict(row)`` for one encoded row through a model's verified compiled library
+    (:mod:`mlops_assets.ml.compiled`): its entry function called on the row in place, no
+    per-call allocation. The same value as ``model.predict_matrix(row[None, :])[0]``."""
+
+    def __init__(self, model: TabularModel):
+        if model.compiled is None:
+            raise ValueError("the model has no compiled library")
+        self._compiled = model.compiled  # keeps the library's execution engine alive
+        self._entry = model.compiled._c_entry_func  # noqa: SLF001 (lleaves' C entry point)
+        self.n_features = model.n_features
+        self._out = np.empty(1, dtype=np.float64)
+        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._lock = threading.Lock()
+
+    def predict(self, row: np.ndarray) -> float:
+        """The prediction (clipped at 0, as ``predict_matrix``) for one encoded row."""
+        row = np.ascontiguousarray(row, dtype=np.float64).reshape(-1)
+        if row.shape[0] != self.n_features:
+            raise ValueError(f"row has {row.shape[0]} values; the model expects {self.n_features}")
+        with self._lock:
+            self._entry(row.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), self._out_ptr, 0, 1)
+            value = float(self._out[0])
+        return 0.0 if value < 0.0 else value
+
+
+AnyRowPredictor = RowPredictor | CompiledRowPredictor
+
+
+def row_predictor(model: TabularModel) -> AnyRowPredictor | None:
+    """The compiled row predictor of a model with a verified compiled library, else a
+    :class:`RowPredictor` for a LightGBM model; None for a baseline (its lookup is cheap)."""
+    if model.compiled is not None:
+        return CompiledRowPredictor(model)
     return RowPredictor(model) if model.kind == "lightgbm" and model.booster is not None else None

@@ -86,6 +86,7 @@ class PredictionService:
             model_poll_seconds=config.model_poll_seconds,
             store_poll_seconds=config.store_poll_seconds,
             retry_seconds=config.retry_seconds,
+            compiled_dir=settings.compiled_models_dir,
         )
         self.started_at = time.monotonic()
         self._request_ids = _request_ids()
@@ -122,6 +123,7 @@ class PredictionService:
         predictions: list[float] | None = None
         champion = snapshot.champion
         version = champion.version if champion is not None else None
+        predictor = champion.predictor if champion is not None else None
         try:
             if isinstance(body, RequestError):
                 raise body
@@ -162,6 +164,7 @@ class PredictionService:
                         for key, value in zip(parsed.key_objects, predictions, strict=True)
                     ],
                     "model_version": version,
+                    "predictor": predictor,
                     "request_id": request_id,
                 }
             )
@@ -185,6 +188,7 @@ class PredictionService:
                 "features": features,
                 "predictions": predictions,
                 "model_version": version,
+                "predictor": predictor,
                 "latency_ms": round((time.perf_counter() - started) * 1000.0, 4),
             }
         )
@@ -220,6 +224,8 @@ class PredictionService:
             "version": champion.get("version"),
             "candidate": champion.get("candidate"),
             "kind": champion.get("kind"),
+            "predictor": champion.get("predictor"),
+            "compiled_problem": champion.get("compiled_problem"),
             "loaded_at": champion.get("loaded_at"),
             "feature_columns": champion.get("feature_columns"),
             "model_problem": state.model_problem,

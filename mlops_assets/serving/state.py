@@ -16,6 +16,13 @@ reference with a new snapshot. A load that fails keeps the previous pair and is 
 ``retry_seconds``. When the pointer names no version for the alias (or is removed), the
 champion is dropped (the endpoint answers 503):
 serving a model that is no longer promoted is worse than not serving.
+
+A version is served by its booster until a verified compiled library of it appears in the
+compiled models folder (``Settings.compiled_models_dir``, written by the ``compile_model`` job):
+each model poll ``stat``s that version's sidecar, and when it appears or changes the library is
+loaded, checked against the booster (:func:`mlops_assets.ml.compiled.with_compiled`) and swapped
+in as a new snapshot, without a restart and without a request waiting. A refused library leaves
+the booster serving (the reason is in ``/model``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +44,7 @@ import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.ml.model import TabularModel
-from mlops_assets.serving.fastpath import RowPredictor, row_predictor
+from mlops_assets.serving.fastpath import AnyRowPredictor, row_predictor
 from mlops_assets.storage import champion_pointer
 
 logger = logging.getLogger(__name__)
@@ -162,11 +169,19 @@ class Champion:
     version: str
     loaded_at: datetime
     # One-row requests of a LightGBM champion take the fast path (see serving.fastpath).
-    row_predictor: RowPredictor | None = None
+    row_predictor: AnyRowPredictor | None = None
+    # Why the booster predicts rather than a compiled library ("" when compiled).
+    compiled_problem: str = ""
+
+    @property
+    def predictor(self) -> str:
+        return self.model.predictor
 
     def describe(self) -> dict[str, Any]:
         return {
             "version": self.version,
+            "predictor": self.predictor,
+            "compiled_problem": self.compiled_problem or None,
             "candidate": self.model.candidate,
             "kind": self.model.kind,
             "loaded_at": self.loaded_at.isoformat(),
@@ -182,6 +197,12 @@ class Snapshot:
     champion: Champion | None = None
     store: OnlineStore | None = None
     encoded: dict[tuple[str, ...], np.ndarray] | None = None
+
+
+def replace_champion(snapshot: Snapshot, champion: Champion) -> Snapshot:
+    """``snapshot`` with another ``Champion`` of the same model features (the compiled library
+    of the same version): the store's encoded rows are kept."""
+    return Snapshot(champion, snapshot.store, snapshot.encoded)
 
 
 def paired(champion: Champion | None, store: OnlineStore | None) -> Snapshot:
@@ -215,7 +236,7 @@ class ServingState:
 
 def _check_model(
     model: TabularModel,
-    predictor: RowPredictor | None,
+    predictor: AnyRowPredictor | None,
     spec: DatasetSpec,
     store: OnlineStore | None,
 ) -> None:
@@ -251,6 +272,7 @@ class Refresher:
         model_poll_seconds: float = 1.5,
         store_poll_seconds: float = 1.0,
         retry_seconds: float = 30.0,
+        compiled_dir: Path | None = None,
     ):
         self.state = state
         self.spec = spec
@@ -262,6 +284,9 @@ class Refresher:
         self.model_poll_seconds = model_poll_seconds
         self.store_poll_seconds = store_poll_seconds
         self.retry_seconds = retry_seconds
+        self.compiled_dir = None if compiled_dir is None else Path(compiled_dir)
+        # (version, sidecar signature) of the compiled library last tried.
+        self._compiled_seen: tuple[str, Signature | None] | None = None
         self._registry_ready = False
         # The pointer file's signature at its last read, and the version it named for the alias.
         self._pointer_seen: Signature | None = None
@@ -395,7 +420,7 @@ class Refresher:
             )
         if current is not None and current.version == version:
             state.model_problem = None
-            return False
+            return self._check_compiled(current)
         from mlops_assets.ml import registry
 
         if not self._registry_ready:
@@ -406,6 +431,7 @@ class Refresher:
             return False
         try:
             model = registry.load_model_version(self.model_name, version, self.tracking_uri)
+            model, compiled_problem = self._with_compiled(model, version)
             predictor = row_predictor(model)
             _check_model(model, predictor, self.spec, state.snapshot.store)
         except Exception as exc:  # a bad version must never stop the endpoint
@@ -416,11 +442,76 @@ class Refresher:
             logger.error("%s (keeping %s)", state.model_problem, current and f"v{current.version}")
             return False
         self._failed_version = None
-        champion = Champion(model=model, version=version, loaded_at=_now(), row_predictor=predictor)
+        champion = Champion(
+            model=model,
+            version=version,
+            loaded_at=_now(),
+            row_predictor=predictor,
+            compiled_problem=compiled_problem,
+        )
         state.snapshot = paired(champion, state.snapshot.store)
         state.model_problem = None
         _freeze_heap()
         logger.info(
-            "champion loaded: %s v%s (%s)", self.model_name, version, model.candidate or model.kind
+            "champion loaded: %s v%s (%s, %s)",
+            self.model_name,
+            version,
+            model.candidate or model.kind,
+            model.predictor,
         )
+        return True
+
+    # Compiled library --------------------------------------------------------------------
+
+    def _sidecar_signature(self, version: str) -> Signature | None:
+        from mlops_assets.ml import compiled
+
+        if self.compiled_dir is None:
+            return None
+        return file_signature(compiled.sidecar_path(version, self.compiled_dir))
+
+    def _with_compiled(self, model: TabularModel, version: str) -> tuple[TabularModel, str]:
+        """``model`` with the version's verified compiled library attached when there is one,
+        and why not otherwise."""
+        from mlops_assets.ml import compiled, registry
+
+        self._compiled_seen = (version, self._sidecar_signature(version))
+        if self.compiled_dir is None:
+            return model, "no compiled models folder"
+        if self._compiled_seen[1] is None:
+            return model, "no compiled library yet"
+        try:
+            model_file = compiled.registry_model_file(self.model_name, version, self.tracking_uri)
+        except registry.RegistryError as exc:
+            return model, str(exc)
+        return compiled.with_compiled(model, version, model_file, self.compiled_dir)
+
+    def _check_compiled(self, current: Champion) -> bool:
+        """Swap in the compiled library of the version in force once its sidecar appears (or
+        changes); True when the snapshot was replaced. One ``stat`` per poll otherwise."""
+        if current.predictor != "booster" or self.compiled_dir is None:
+            return False
+        version = current.version
+        if (version, self._sidecar_signature(version)) == self._compiled_seen:
+            return False
+        state = self.state
+        try:
+            model, problem = self._with_compiled(current.model, version)
+            predictor = row_predictor(model)
+            _check_model(model, predictor, self.spec, state.snapshot.store)
+        except Exception as exc:  # a bad library must never stop the endpoint: keep the booster
+            problem = f"cannot use the compiled library of v{version}: {exc}"
+            logger.error("%s (keeping the booster)", problem)
+            model = current.model
+        if model is current.model:
+            if problem != current.compiled_problem:
+                logger.warning("v%s keeps the booster: %s", version, problem)
+                state.snapshot = replace_champion(
+                    state.snapshot, replace(current, compiled_problem=problem)
+                )
+            return False
+        champion = replace(current, model=model, row_predictor=predictor, compiled_problem="")
+        state.snapshot = replace_champion(state.snapshot, champion)
+        _freeze_heap()
+        logger.info("champion v%s now predicts with its compiled library", version)
         return True

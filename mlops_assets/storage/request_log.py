@@ -19,7 +19,8 @@ An entry (the endpoint fills it; the reader relies on these fields)::
      "request_id": "9f...", "status": 200, "error": null,   # error: the 4xx/5xx code
      "keys": [{"network": "ESPN", ...}], "overrides": {"spend": 5000.0},
      "features": [{...every model feature after overrides...}],
-     "predictions": [812.4], "model_version": "7", "latency_ms": 0.41, "pid": 1234}
+     "predictions": [812.4], "model_version": "7", "predictor": "compiled",
+     "latency_ms": 0.41, "pid": 1234}
 
 An entry whose line would exceed ``max_entry_bytes`` is capped: ``features``, ``overrides``,
 ``keys`` and then ``predictions`` are replaced, in that order and only as far as needed, by a
@@ -71,6 +72,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "status": pl.Int64(),
     "error": pl.String(),
     "model_version": pl.String(),
+    "predictor": pl.String(),
     "latency_ms": pl.Float64(),
     "n_keys": pl.Int64(),
     "prediction": pl.Float64(),
@@ -332,10 +334,10 @@ def read_day(log_dir: str | Path, day: date | str) -> pl.DataFrame:
     """Every request logged on ``day`` (UTC), one row each, sorted by time.
 
     Columns (see ``SCHEMA``): day, ts (UTC, naive), request_id, status, error, model_version,
-    latency_ms, n_keys, prediction (the first one), predictions (all), keys / overrides /
-    features (JSON text, as the dataset's columns vary; a field a capped entry omitted holds
-    its marker, and its predictions are null), pid. Empty with the same columns when nothing
-    was logged that day.
+    predictor (compiled or booster), latency_ms, n_keys, prediction (the first one), predictions
+    (all), keys / overrides / features (JSON text, as the dataset's columns vary; a field a
+    capped entry omitted holds its marker, and its predictions are null), pid. Empty with the
+    same columns when nothing was logged that day.
     """
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA}
     for path in day_files(log_dir, day):
@@ -353,6 +355,7 @@ def read_day(log_dir: str | Path, day: date | str) -> pl.DataFrame:
             columns["status"].append(entry.get("status"))
             columns["error"].append(entry.get("error"))
             columns["model_version"].append(entry.get("model_version"))
+            columns["predictor"].append(entry.get("predictor"))
             columns["latency_ms"].append(entry.get("latency_ms"))
             if not isinstance(predictions, list):
                 predictions = None  # none, or omitted from a capped entry

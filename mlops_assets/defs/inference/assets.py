@@ -93,7 +93,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
     ):
-        from mlops_assets.ml import inference, promotion, registry
+        from mlops_assets.ml import compiled, inference, promotion
 
         mlflow.experiment_id()
         history = champion_history if champion_history.width else promotion.empty_history()
@@ -103,8 +103,8 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
                 features,
                 partition_days(context),
                 lambda day: promotion.champion_in_force(history, day),
-                lambda v: registry.load_model_version(
-                    mlflow.registered_model, v, mlflow.tracking_uri
+                lambda v: compiled.load_version(
+                    mlflow.registered_model, v, mlflow.tracking_uri, p.settings.compiled_models_dir
                 ),
                 lambda v: _train_window(mlflow, v),
                 lambda start, end: _max_outcome(warehouse.get(), start, end),
