@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -140,7 +141,7 @@ def frame(stages: Sequence[StageHealth]) -> pl.DataFrame:
         for s in stages
         for a in s.assets
     ]
-    schema = {
+    schema: dict[str, Any] = {
         "stage": pl.String,
         "stage_status": pl.String,
         "asset": pl.String,

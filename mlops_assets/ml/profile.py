@@ -90,7 +90,7 @@ class DayProfile:
         return {
             "rows": self.current.height,
             "columns_profiled": self.frame.height,
-            "max_missing_share": round(float(missing.max() or 0.0), 4),
+            "max_missing_share": round(float(missing.max() or 0.0), 4),  # type: ignore[arg-type]
             "segments_today": len(self.segments_today),
             "segments_in_reference": len(self.segments_reference),
             "segments_vanished": int(self.rules[SEGMENTS_PRESENT].observed),
@@ -147,7 +147,7 @@ def _num(value: float | None) -> str:
 def _numeric_row(current: pl.DataFrame, column: str) -> dict[str, Any]:
     values = current[column].cast(pl.Float64)
     finite = values.filter(values.is_finite())
-    stats = {k: None for k in ("min", "p25", "median", "p75", "max", "mean")}
+    stats: dict[str, Any] = dict.fromkeys(("min", "p25", "median", "p75", "max", "mean"))
     if finite.len():
         stats = {
             "min": finite.min(),
