@@ -1,9 +1,12 @@
 """The business dashboard in the Evidently UI, reached from the ``business_metrics`` asset page:
 the latest day's totals on its counters equal the warehouse's, every series panel holds a point
 per reported day for each of its series (overall and per network), and the drift panel a point
-per drift report."""
+per drift report. A day's data profile opens from the ``data_profile`` asset page: the link leads
+through the reports server to Evidently's data summary of that day."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import polars as pl
 import pytest
@@ -13,7 +16,7 @@ from mlops_assets.environments import load_settings
 from mlops_assets.ml.business import TOTAL
 from mlops_assets.storage.warehouse import Warehouse
 from mlops_assets_tests.ui import dagster_ui as ui
-from mlops_assets_tests.ui.conftest import Environment, Servers, Shots
+from mlops_assets_tests.ui.conftest import DAYS, Environment, Servers, Shots
 
 COUNTERS = {
     "Latest day: web visits (actual)": "actual",
@@ -79,3 +82,31 @@ def test_the_dashboard_shows_every_reported_day_with_the_warehouses_figures(
     drift = _card(page, "Share of drifted columns")
     expect(drift.locator(".MuiMarkElement-root")).to_have_count(1)
     shots.take(page, "dashboard", full_page=True)
+
+
+def test_a_days_data_profile_opens_from_its_asset_page(
+    environment: Environment, servers: Servers, page: Page, shots: Shots
+) -> None:
+    day = DAYS[-1]  # the setup profiles the day it reports drift on
+    settings = load_settings(data_dir=environment.data_dir, dataset=environment.dataset)
+    events = Warehouse(str(settings.warehouse_path), settings.schema).read(
+        "raw_events", "air_date", day, day + timedelta(days=1)
+    )
+    assert events.height > 0
+
+    page.goto(f"{servers.readonly_url}/assets/data_profile")
+    expect(ui.metadata_row(page, "day")).to_contain_text(day.isoformat())
+    assert int(ui.metadata_text(page, "rows").replace(",", "")) == events.height
+    link = ui.metadata_row(page, "report").get_by_role("link").first
+    expected = f"{servers.reports_url}/profile_{day}.html"
+    expect(link).to_have_attribute("href", expected)
+    shots.take(page, "profile_asset_page")
+
+    with page.context.expect_page() as opened:
+        link.click()
+    report = opened.value
+    report.wait_for_load_state()
+    assert report.url == expected
+    expect(report.get_by_text("Dataset Summary", exact=True)).to_be_visible()
+    expect(report.get_by_text("network", exact=True).first).to_be_visible()
+    shots.take(report, "profile_report", full_page=True)
