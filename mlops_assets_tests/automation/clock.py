@@ -7,6 +7,7 @@ partition."""
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -57,9 +58,18 @@ class AutomationClock:
         """One evaluation of every automation condition at ``when``; nothing is run."""
         self.pipeline.monkeypatch.setenv("MLOPS_AS_OF", when.isoformat(timespec="minutes"))
         defs = self.pipeline.definitions()
-        result = dg.evaluate_automation_conditions(
-            defs, self.pipeline.instance, evaluation_time=when, cursor=self.cursor
-        )
+        # Dagster's evaluator calls asyncio.run, which refuses a thread where an event loop is
+        # running, and a test run earlier on the same worker can leave one running on the main
+        # thread (Playwright's sync API runs one while a browser is open). A thread of its own
+        # has none, as in the daemon.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            result = pool.submit(
+                dg.evaluate_automation_conditions,
+                defs,
+                self.pipeline.instance,
+                evaluation_time=when,
+                cursor=self.cursor,
+            ).result()
         self.cursor = result.cursor
         requested = frozenset(
             (key.to_user_string(), partition)
