@@ -117,7 +117,16 @@ class SpecModel(_Strict):
     history_days: int = Field(28, ge=1, strict=True)
     segment_column: str | None = None
     cost_column: str | None = None
-    monitored_features: list[str] = Field(default_factory=list)
+    monitored_features: list[str] = Field(
+        default_factory=list,
+        description="the features the drift report watches (default: every model feature, "
+        "raw and history)",
+    )
+    drift_exclude: list[str] | None = Field(
+        None,
+        description="columns the drift report leaves out; when given it replaces the default "
+        "exclusion of columns constant within a day ([] watches them too)",
+    )
     gates: dict[str, Any] | None = Field(
         None,
         description="promotion gate overrides: settings for every environment, or under "
@@ -216,6 +225,8 @@ class DatasetSpec:
     training: TrainingSpec
     cost_column: str | None = None
     monitored_features: tuple[str, ...] = ()
+    # Columns the drift report leaves out; None: the default (columns constant within a day).
+    drift_exclude: tuple[str, ...] | None = None
     # Overrides of the environment's promotion gate thresholds (see GateThresholds): keys apply
     # in every environment, a key named after an environment holds that one's overrides.
     gates: dict[str, Any] = field(default_factory=dict)
@@ -240,13 +251,15 @@ class DatasetSpec:
 
     @property
     def monitored_numeric(self) -> list[str]:
-        """Numeric columns the drift report watches (all raw numeric features by default)."""
-        chosen = self.monitored_features or self.raw_feature_columns
-        return [c for c in chosen if c in self.numeric_features]
+        """Numeric columns the drift report considers (every numeric model feature, history
+        features included, by default); ``ml.monitoring`` decides which of them it tests."""
+        chosen = self.monitored_features or self.model_feature_columns
+        numeric = self.numeric_features + self.history_feature_columns
+        return [c for c in chosen if c in numeric]
 
     @property
     def monitored_categorical(self) -> list[str]:
-        chosen = self.monitored_features or self.raw_feature_columns
+        chosen = self.monitored_features or self.model_feature_columns
         return [c for c in chosen if c in self.categorical_features]
 
     @property
@@ -496,6 +509,9 @@ def parse_spec(raw: dict[str, Any], base_dir: Path) -> DatasetSpec:
         if model.cost_column
         else None,
         monitored_features=_names(model.monitored_features, "monitored_features"),
+        drift_exclude=None
+        if model.drift_exclude is None
+        else _names(model.drift_exclude, "drift_exclude"),
         gates=_gates(model.gates),
     )
     for k in spec.serving_keys + spec.history_keys:
@@ -562,12 +578,29 @@ def source_days(spec: DatasetSpec) -> tuple[date, date] | None:
 
 
 def check_monitored(spec: DatasetSpec) -> None:
-    """Every monitored feature must be one of the spec's raw features."""
+    """Every monitored feature is a model feature (raw or history); every column of
+    ``drift_exclude`` is a model feature or the target, and not also in monitored_features."""
+    features = spec.model_feature_columns
     for col in spec.monitored_features:
-        if col not in spec.raw_feature_columns:
+        if col not in features:
             raise SpecError(
                 f"dataset spec field 'monitored_features': {col!r} is not a numeric or "
-                "categorical feature; list it in one of them or drop it here"
+                "categorical feature nor a history feature "
+                f"({', '.join(spec.history_feature_columns) or 'none'}); list it in one of them "
+                "or drop it here"
+            )
+    for col in spec.drift_exclude or ():
+        if col not in (*features, spec.target):
+            raise SpecError(
+                f"dataset spec field 'drift_exclude': {col!r} is not a column the drift report "
+                f"watches (the target {spec.target!r}, a numeric or categorical feature, or a "
+                f"history feature: {', '.join(spec.history_feature_columns) or 'none'}); fix "
+                "its name or drop it here"
+            )
+        if col in spec.monitored_features:
+            raise SpecError(
+                f"dataset spec: column {col!r} is listed in both 'monitored_features' and "
+                "'drift_exclude'; remove it from one of them"
             )
 
 

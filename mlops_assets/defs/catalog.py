@@ -108,6 +108,7 @@ def column_schemas(spec: DatasetSpec) -> dict[str, dg.TableSchema]:
             [
                 spec.date_column,
                 *spec.model_feature_columns,
+                spec.target,
                 "prediction",
                 "model_version",
                 "training_date",
@@ -200,14 +201,17 @@ DRIFT_COLUMNS = _table(
     """
     day                   date    day
     column                string  monitored column (__drifted__: the day's summary row)
-    kind                  string  numeric, categorical, prediction or summary
+    kind                  string  numeric, categorical, target, prediction or summary
     stattest              string  Evidently's drift test
     score                 double  drift score (summary row: share of columns drifted)
     threshold             double  score above which the column drifted
     drifted               bool    the column (or the day) drifted
     null_share_current    double  share of empty values today
     null_share_reference  double  share of empty values in the reference
-    status                string  ok, drift or empty
+    status                string  ok, drift, empty or excluded
+    rule                  string  why the column is in the report: monitored, excluded:
+                                    day-constant, excluded: spec, or target of <day> (the
+                                    newest day whose outcomes landed)
     """
 )
 

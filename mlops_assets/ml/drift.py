@@ -10,6 +10,10 @@ What Evidently does not see, this module reports itself:
   60 % null can show no drift at all: :func:`null_share_rule` checks null shares separately.
 - A column with no value on one side makes Evidently raise, so such a column is left out of the
   report and listed with status ``empty``; the drift share counts only the columns it tested.
+- A column constant within each day (a weekday, a working-day flag) has one value on any day,
+  which a distribution test against weeks of reference always calls drift:
+  :func:`day_constant_columns` finds such columns in the reference, and the caller lists them
+  as ``excluded`` rows with the rule that left them out (see ``ml.monitoring``).
 
 Evidently picks a test per column from the reference size: up to 1,000 reference rows a p-value
 test (K-S for numeric, chi-square or Z for categorical; drift when the p-value is below the
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,12 @@ PREDICTION_KIND = "prediction"
 STATUS_OK = "ok"
 STATUS_DRIFT = "drift"
 STATUS_EMPTY = "empty"
+STATUS_EXCLUDED = "excluded"
+TARGET_KIND = "target"
+# The rule that applied to a column (the ``rule`` of each row of the report).
+RULE_MONITORED = "monitored"
+RULE_DAY_CONSTANT = "excluded: day-constant"
+RULE_SPEC = "excluded: spec"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 
 
@@ -54,9 +64,12 @@ class ColumnDrift:
     drifted: bool
     null_share_current: float
     null_share_reference: float
+    rule: str = RULE_MONITORED
 
     @property
     def status(self) -> str:
+        if self.rule.startswith("excluded"):
+            return STATUS_EXCLUDED
         if self.stattest is None:
             return STATUS_EMPTY
         return STATUS_DRIFT if self.drifted else STATUS_OK
@@ -72,7 +85,17 @@ class ColumnDrift:
             "null_share_current": self.null_share_current,
             "null_share_reference": self.null_share_reference,
             "status": self.status,
+            "rule": self.rule,
         }
+
+
+def untested(
+    column: str, kind: str, rule: str, null_current: float, null_reference: float
+) -> ColumnDrift:
+    """The row of a column Evidently did not test (excluded by ``rule``, or nothing to test)."""
+    return ColumnDrift(
+        column, kind, None, math.nan, math.nan, False, null_current, null_reference, rule
+    )
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,8 @@ class DriftResult:
 
     ``snapshot`` is the Evidently ``Snapshot`` (alias ``Run``) to save with :func:`save_report`
     and :func:`add_to_workspace`; it is None when no column could be tested at all.
+    ``excluded`` are the rows of columns left out (by their rule) and ``target`` the target's
+    row, of the day ``target_day`` (set by ``ml.monitoring``); neither counts in the drift share.
     """
 
     columns: tuple[ColumnDrift, ...]
@@ -94,6 +119,19 @@ class DriftResult:
     sampled_current: int
     sampled_reference: int
     snapshot: Any = field(default=None, repr=False, compare=False)
+    excluded: tuple[ColumnDrift, ...] = ()
+    target: ColumnDrift | None = None
+    target_day: date | None = None
+
+    @property
+    def rows(self) -> tuple[ColumnDrift, ...]:
+        """Every column's row: tested and empty features, excluded ones, target, prediction."""
+        extra = [r for r in (self.target, self.prediction) if r is not None]
+        return (*self.columns, *self.excluded, *extra)
+
+    @property
+    def target_drift(self) -> bool:
+        return self.target is not None and self.target.status == STATUS_DRIFT
 
     @property
     def tested_columns(self) -> tuple[str, ...]:
@@ -126,18 +164,16 @@ class DriftResult:
         return self.prediction.score if self.prediction is not None else math.nan
 
     def column(self, name: str) -> ColumnDrift:
-        for col in (*self.columns, *([self.prediction] if self.prediction else [])):
+        for col in self.rows:
             if col.column == name:
                 return col
         raise KeyError(f"no drift result for column {name!r}")
 
     def frame(self) -> pl.DataFrame:
-        """One row per feature column, then the prediction's (for a warehouse table)."""
-        rows = [c.as_row() for c in self.columns]
-        if self.prediction is not None:
-            rows.append(self.prediction.as_row())
+        """One row per column: features, excluded ones, the target, the prediction (for a
+        warehouse table), each with the rule that applied to it."""
         return pl.DataFrame(
-            rows,
+            [c.as_row() for c in self.rows],
             schema={
                 "column": pl.String,
                 "kind": pl.String,
@@ -148,6 +184,7 @@ class DriftResult:
                 "null_share_current": pl.Float64,
                 "null_share_reference": pl.Float64,
                 "status": pl.String,
+                "rule": pl.String,
             },
         )
 
@@ -158,6 +195,10 @@ class DriftResult:
             "drifted_columns": self.n_drifted,
             "tested_columns": len(self.tested_columns),
             "empty_columns": len(self.empty_columns),
+            "excluded_columns": len(self.excluded),
+            "target_day": str(self.target_day) if self.target_day else "none landed",
+            "target_drift": self.target_drift,
+            "target_drift_score": plain(self.target.score if self.target else math.nan),
             "prediction_drift": self.prediction_drift,
             "prediction_drift_score": plain(self.prediction_score),
             "prediction_mean_current": plain(self.prediction_mean_current),
@@ -173,10 +214,14 @@ class DriftResult:
         tested = len(self.tested_columns)
         empty = ", ".join(self.empty_columns)
         empty = f"; empty, not tested: {empty}" if empty else ""
+        left_out = ", ".join(f"{c.column} ({c.rule})" for c in self.excluded)
+        left_out = f"; left out: {left_out}" if left_out else ""
         lines = [
             f"**{self.n_drifted} of {tested} tested feature columns drifted** "
-            f"(share {self.drift_share:.2f}){empty}."
+            f"(share {self.drift_share:.2f}){empty}{left_out}."
         ]
+        if self.target is not None:
+            lines.append(f"Target {self.target.column}: {self.target.rule}, {self.target.status}.")
         if self.prediction is not None:
             verdict = {STATUS_DRIFT: "drifted", STATUS_OK: "stable", STATUS_EMPTY: "empty"}
             lines.append(
@@ -187,14 +232,13 @@ class DriftResult:
             )
         lines += [
             "",
-            "| column | kind | test | score | threshold | status | null share | "
+            "| column | kind | rule | test | score | threshold | status | null share | "
             "null share (reference) |",
-            "|---|---|---|---:|---:|---|---:|---:|",
+            "|---|---|---|---|---:|---:|---|---:|---:|",
         ]
-        rows = [*self.columns, *([self.prediction] if self.prediction else [])]
-        for c in rows:
+        for c in self.rows:
             lines.append(
-                f"| {c.column} | {c.kind} | {c.stattest or '-'} | {_fmt(c.score)} | "
+                f"| {c.column} | {c.kind} | {c.rule} | {c.stattest or '-'} | {_fmt(c.score)} | "
                 f"{_fmt(c.threshold)} | {c.status} | {c.null_share_current:.1%} | "
                 f"{c.null_share_reference:.1%} |"
             )
@@ -239,6 +283,30 @@ def _usable(frame: pl.DataFrame, column: str) -> bool:
     if column not in frame.columns or frame.height == 0:
         return False
     return bool(frame.select((~_missing(frame, column)).any()).item())
+
+
+def day_constant_columns(
+    reference: pl.DataFrame, date_column: str, columns: Sequence[str]
+) -> list[str]:
+    """The ``columns`` that hold one value on every day of ``reference`` yet more than one
+    across its days (a weekday, a working-day flag). Missing values are ignored; a column
+    constant over the whole reference is not day-constant (any change of it is drift), and
+    without a day of two or more rows nothing is (no evidence)."""
+    present = [c for c in columns if c in reference.columns]
+    if not present or date_column not in reference.columns:
+        return []
+    per_day = reference.group_by(date_column).agg(
+        pl.len().alias("__rows__"),
+        *[pl.col(c).filter(~_missing(reference, c)).n_unique().alias(c) for c in present],
+    )
+    if per_day.is_empty() or per_day["__rows__"].max() < 2:
+        return []
+    found = []
+    for column in present:
+        values = reference.filter(~_missing(reference, column))[column]
+        if per_day[column].max() <= 1 and values.n_unique() > 1:
+            found.append(column)
+    return found
 
 
 def _prediction_stats(frame: pl.DataFrame, column: str | None) -> tuple[float, float]:

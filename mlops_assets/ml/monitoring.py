@@ -2,12 +2,33 @@
 predictions against the reference of the champion that made them, its rules, and the
 persistence rule over the days before it (their drift flags as stored, or recomputed from their
 features and predictions when they were not reported yet), and the rules its checks report.
-Saving the HTML and alerting are the caller's."""
+Saving the HTML and alerting are the caller's.
+
+Which columns a day's report covers, and the rule it names on each column's row:
+
+- ``monitored``: the spec's ``monitored_features`` (default: every model feature, the history
+  features ``hist_<key>_mean`` / ``_n`` included), tested by Evidently against the reference.
+- ``excluded: day-constant``: a column with one value on every day of the champion's reference
+  but several across its days (a weekday, a working-day flag). One day of it holds one value,
+  which Evidently calls drift against weeks of reference whatever happens; comparing it with
+  reference days of the same value instead would pass by construction. Either way the test says
+  nothing, so it is left out (decided on the reference alone, so every day of a champion gets the
+  same rule). ``drift_exclude`` in the spec, when given, replaces this default: exactly the
+  columns it lists are left out (``excluded: spec``); a day-constant column it does not list is
+  tested (``monitored: day-constant, kept by drift_exclude``).
+- ``target of <day>``: day D's report carries the target of day D - ``label_lag_days``, the
+  newest day whose outcomes had landed by the end of D (the cut-off of D's report; features use
+  the same landing rule), compared with the target of the champion's reference window. The same
+  report always holds the same target day, whatever the order of runs. Before the first landed
+  day the row is ``target: no day landed yet``; a landed day with no stored outcomes is
+  ``empty``. The target counts in neither the drift share nor the null share.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -85,13 +106,24 @@ def drift_report_stage(
     flags: Mapping[date, bool],
     read_day: Callable[[date], tuple[pl.DataFrame, pl.DataFrame]],
     limits: Thresholds,
+    outcomes: pl.DataFrame | None = None,
 ) -> DriftStageResult:
     """The drift report of ``days`` (their ``features`` and ``predictions``); ``flags`` are the
     stored drift flags of earlier days and ``read_day(day)`` the features and predictions of a
-    day outside ``days``, for the persistence window. MonitoringError naming the day when one of
+    day outside ``days``, for the persistence window; ``outcomes`` the stored outcomes of the
+    target days (each day minus the label lag). MonitoringError naming the day when one of
     ``days`` has no predictions or its champion has no reference."""
     numeric, categorical = spec.monitored_numeric, spec.monitored_categorical
     flags = dict(flags)
+
+    def reference_of(version: str) -> pl.DataFrame:
+        reference = references.filter(pl.col("model_version") == version)
+        if reference.is_empty():
+            raise MonitoringError(
+                f"no drift reference for champion v{version}: materialize drift_reference for "
+                "its training date"
+            )
+        return reference.filter(pl.col(TRAINING_DATE) == reference[TRAINING_DATE].max())
 
     def run(day: date) -> tuple[drift.DriftResult | None, pl.DataFrame]:
         feats, preds = (features, predictions) if day in days else read_day(day)
@@ -104,24 +136,32 @@ def drift_report_stage(
         )
         if current.is_empty():
             return None, current
-        version = current["model_version"][0]
-        reference = references.filter(pl.col("model_version") == version)
-        if reference.is_empty():
-            raise MonitoringError(
-                f"no drift reference for champion v{version}: materialize drift_reference for "
-                "its training date"
-            )
-        reference = reference.filter(pl.col(TRAINING_DATE) == reference[TRAINING_DATE].max())
+        reference = reference_of(current["model_version"][0])
+        rules = column_rules(spec, reference, numeric + categorical)
+        tested = [c for c, rule in rules.items() if not rule.startswith("excluded")]
         result = drift.drift_report(
             reference,
             current,
-            numeric,
-            categorical,
+            [c for c in numeric if c in tested],
+            [c for c in categorical if c in tested],
             name=day.isoformat(),
             timestamp=datetime.combine(day, datetime.min.time()),
             drift_share_max=limits.drift_share_max,
         )
-        return result, current
+        left_out = [c for c in rules if c not in tested]
+        null_cur = drift.missing_shares(current, left_out)
+        null_ref = drift.missing_shares(reference, left_out)
+        excluded = tuple(
+            drift.untested(
+                c,
+                drift.NUMERIC if c in numeric else drift.CATEGORICAL,
+                rules[c],
+                null_cur[c],
+                null_ref[c],
+            )
+            for c in left_out
+        )
+        return replace(result, excluded=excluded), current
 
     frames: list[pl.DataFrame] = []
     out: list[DayDrift] = []
@@ -129,9 +169,13 @@ def drift_report_stage(
         result, current = run(day)
         if result is None:
             raise MonitoringError(f"no predictions for {day}: nothing to monitor")
+        reference = reference_of(current["model_version"][0])
+        target, of = target_drift(spec, reference, outcomes, day)
+        result = replace(result, target=target, target_day=of)
+        watched = [c.column for c in result.columns]
         rules = {
             DRIFT_SHARE: drift_share_rule(result, limits.drift_share_max),
-            NULL_SHARE: null_share_rule(current, numeric + categorical, limits.null_share_max),
+            NULL_SHARE: null_share_rule(current, watched, limits.null_share_max),
             PREDICTION_DRIFT: prediction_drift_rule(result),
         }
         flags[day] = not rules[DRIFT_SHARE].passed
@@ -158,6 +202,51 @@ def drift_report_stage(
             )
         )
     return DriftStageResult(pl.concat(frames, how="diagonal_relaxed"), out)
+
+
+def column_rules(
+    spec: DatasetSpec, reference: pl.DataFrame, columns: Sequence[str]
+) -> dict[str, str]:
+    """The rule of each of ``columns`` for a champion's ``reference`` (see the module's
+    docstring): monitored, excluded as day-constant, or as the spec's ``drift_exclude`` says."""
+    constant = set(drift.day_constant_columns(reference, spec.date_column, columns))
+    if spec.drift_exclude is None:
+        return {
+            c: drift.RULE_DAY_CONSTANT if c in constant else drift.RULE_MONITORED for c in columns
+        }
+    kept = f"{drift.RULE_MONITORED}: day-constant, kept by drift_exclude"
+    return {
+        c: drift.RULE_SPEC
+        if c in spec.drift_exclude
+        else (kept if c in constant else drift.RULE_MONITORED)
+        for c in columns
+    }
+
+
+def target_day(spec: DatasetSpec, day: date) -> date | None:
+    """The day whose target day ``day``'s report carries: ``label_lag_days`` before it, the
+    newest day whose outcomes had landed by the end of ``day`` (None before the first)."""
+    landed = day - timedelta(days=spec.label_lag_days)
+    return landed if landed >= spec.start_date else None
+
+
+def target_drift(
+    spec: DatasetSpec, reference: pl.DataFrame, outcomes: pl.DataFrame | None, day: date
+) -> tuple[drift.ColumnDrift, date | None]:
+    """The target's row of ``day``'s report and the day it is of: the stored ``outcomes`` of
+    :func:`target_day` against the reference's target (one Evidently test)."""
+    name, kind = spec.target, drift.TARGET_KIND
+    of = target_day(spec, day)
+    null_ref = drift.missing_shares(reference, [name])[name]
+    if spec.target in (spec.drift_exclude or ()):
+        return drift.untested(name, kind, drift.RULE_SPEC, math.nan, null_ref), of
+    if of is None:
+        return drift.untested(name, kind, "target: no day landed yet", 1.0, null_ref), None
+    current = pl.DataFrame()
+    if outcomes is not None and outcomes.width:
+        current = outcomes.filter(pl.col(spec.date_column) == of)
+    (row,) = drift.drift_report(reference, current, [name], [], prediction=None).columns
+    return replace(row, kind=kind, rule=f"target of {of}"), of
 
 
 # The rules the drift checks report -----------------------------------------------------

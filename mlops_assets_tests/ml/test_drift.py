@@ -202,8 +202,8 @@ def test_empty_columns_are_reported_not_passed_to_evidently(
     ]
     table = result.summary_markdown()
     assert "empty, not tested: spend, daypart" in table
-    assert "| spend | numeric | - | n/a | n/a | empty | 100.0% | 0.0% |" in table
-    assert "| prediction | prediction | K-S p_value |" in table
+    assert "| spend | numeric | monitored | - | n/a | n/a | empty | 100.0% | 0.0% |" in table
+    assert "| prediction | prediction | monitored | K-S p_value |" in table
 
 
 def test_nothing_testable_is_not_a_pass(

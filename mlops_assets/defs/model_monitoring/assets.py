@@ -88,7 +88,9 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         window = wh.read("labeled_examples", spec.date_column, start, end + timedelta(days=1))
         sample = sample_rows(window, REFERENCE_ROWS, SEED)
         model = registry.load_model_version(mlflow.registered_model, version, mlflow.tracking_uri)
-        frame = sample.select(spec.date_column, *spec.model_feature_columns).with_columns(
+        frame = sample.select(
+            spec.date_column, *spec.model_feature_columns, spec.target
+        ).with_columns(
             pl.Series("prediction", model.predict(sample), dtype=pl.Float64),
             pl.lit(version, dtype=pl.String).alias("model_version"),
             pl.lit(training_date, dtype=pl.Date).alias(TRAINING_DATE),
@@ -151,6 +153,14 @@ def _alert_persistent(alerts: AlertSinkResource, d, limits, run_id: str) -> None
     )
 
 
+def landed_by_end_of_day(spec) -> dg.TimeWindowPartitionMapping:
+    """Day D reads the outcomes of D - label_lag_days (none before the first day)."""
+    lag = spec.label_lag_days
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-lag, end_offset=-lag, allow_nonexistent_upstream_partitions=True
+    )
+
+
 def build_drift_report(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
@@ -163,13 +173,18 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"evidently", "duckdb"},
-        code_version=code_version("mlops_assets.ml.drift"),
+        code_version=code_version("mlops_assets.ml.drift", "mlops_assets.ml.monitoring"),
         automation_condition=eager_within(7),
         metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
         # The persistence rule looks back over the previous days: their drift flags are read
         # from this table or, for a day not reported yet, recomputed from that day's features
         # and predictions.
-        ins={"features": dg.AssetIn(), "predictions": dg.AssetIn()},
+        # The target of day D is the outcomes of D - label_lag_days (landed by the end of D).
+        ins={
+            "features": dg.AssetIn(),
+            "predictions": dg.AssetIn(),
+            "raw_outcomes": dg.AssetIn(partition_mapping=landed_by_end_of_day(spec)),
+        },
         # The reference of the champion that made the day's predictions, not of the training
         # week the day falls in (that one is trained after the day and would redo its report).
         deps=[dg.AssetDep("drift_reference", partition_mapping=champion_in_force_mapping(p))],
@@ -177,7 +192,10 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         description=p.words(
             "Has the world moved away from what the champion learnt? An Evidently data-drift "
             "report of the day's {events} and predictions against the champion's reference, "
-            "one row per column with its drift score and null share. The full HTML report is "
+            "and of the {outcome} of the newest day whose {outcome} had landed ({lag} days "
+            "before), one row per column with its drift score, null share and the rule that "
+            "applied to it (monitored, or left out as constant within a day or by the spec). "
+            "The full HTML report is "
             "saved under the environment's reports folder and linked here."
         ),
     )
@@ -185,6 +203,7 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         features: Frame,
         predictions: Frame,
+        raw_outcomes: Frame,
         warehouse: WarehouseResource,
         alerts: AlertSinkResource,
     ):
@@ -203,6 +222,7 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
                 monitoring.stored_flags(wh.read("drift_report")),
                 lambda day: _read_day(wh, spec.date_column, day),
                 limits,
+                outcomes=raw_outcomes,
             )
         except monitoring.MonitoringError as exc:
             raise dg.Failure(description=str(exc)) from exc
