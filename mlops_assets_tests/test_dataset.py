@@ -222,3 +222,41 @@ def test_a_bad_candidate_override_names_the_field_and_the_fix(
     raw["training"]["candidate_params"] = params
     with pytest.raises(SpecError, match=re.escape(message)):
         load_spec(write_yaml(tmp_path / "spec.yaml", raw))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"drift_exclude": ["weekday"]},
+            "field 'drift_exclude': 'weekday' is not a column the drift report watches",
+        ),
+        (
+            {"monitored_features": ["spend", "hist_nowhere_mean"]},
+            "field 'monitored_features': 'hist_nowhere_mean' is not a numeric or categorical "
+            "feature nor a history feature",
+        ),
+        (
+            {"monitored_features": ["spend"], "drift_exclude": ["spend"]},
+            "column 'spend' is listed in both 'monitored_features' and 'drift_exclude'",
+        ),
+    ],
+)
+def test_a_wrong_drift_column_names_the_field_and_the_fix(
+    tmp_path: Path, fields: dict[str, Any], expected: str
+) -> None:
+    path = write_yaml(tmp_path / "spec.yaml", simulator_spec(**fields))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    message = str(err.value)
+    assert expected in message
+    assert "drop it here" in message or "remove it from one of them" in message
+
+
+def test_history_features_and_the_target_may_be_named_for_drift(tmp_path: Path) -> None:
+    raw = simulator_spec(
+        monitored_features=["spend", "hist_network_mean"], drift_exclude=["visits"]
+    )
+    spec = load_spec(write_yaml(tmp_path / "spec.yaml", raw))
+    assert spec.monitored_numeric == ["spend", "hist_network_mean"]
+    assert spec.drift_exclude == ("visits",)

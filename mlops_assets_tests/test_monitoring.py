@@ -121,6 +121,39 @@ def test_drift_report_is_saved_and_linked_not_inlined(drift_runs, bound: Pipelin
     assert any(workspace.rglob("*.json")), "the run was added to the Evidently workspace"
 
 
+def test_each_row_names_its_rule_and_the_target_follows_the_landed_outcomes(
+    drift_runs, bound: Pipeline
+) -> None:
+    lag = timedelta(days=bound.settings.dataset.label_lag_days)
+    for day in [DRIFT_DAY, DRIFT_DAY + lag]:
+        rows = bound.rows("drift_report", day, column="day")
+        rules = {r["column"]: r["rule"] for r in rows.iter_rows(named=True)}
+        assert rules["spend"] == rules["audience_k"] == "monitored"
+        assert rules["visits"] == f"target of {day - lag}"
+        target = rows.filter(pl.col("column") == "visits").row(0, named=True)
+        assert target["kind"] == "target" and target["status"] in {"ok", "drift"}
+    # The tripled audiences reach the outcomes: the target drifts once the drift day's outcomes
+    # have landed, in the report of the drift day plus the label lag, not in the days before.
+    tripled = bound.rows("drift_report", DRIFT_DAY + lag, column="day").filter(
+        pl.col("column") == "visits"
+    )
+    assert tripled["drifted"][0], tripled
+    quiet = bound.rows("drift_report", DRIFT_DAY + lag - timedelta(days=1), column="day")
+    quiet = quiet.filter(pl.col("column") == "visits")
+    assert quiet["rule"][0] == f"target of {DRIFT_DAY - timedelta(days=1)}"
+    # The target counts in neither share: the day's drift share is that of the features.
+    meta = _materialization(drift_runs[DRIFT_DAY]).metadata
+    assert meta["target_day"].value == str(DRIFT_DAY - lag)
+
+
+def _materialization(result: dg.ExecuteInProcessResult) -> dg.AssetMaterialization:
+    return next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("drift_report")
+    )
+
+
 def test_persistent_drift_alerts_once_per_persistent_day(drift_runs, bound: Pipeline) -> None:
     lines = [json.loads(x) for x in bound.settings.alerts_path.read_text().splitlines() if x]
     drift_alerts = [a for a in lines if a["kind"] == "drift_persistent"]

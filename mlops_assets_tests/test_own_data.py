@@ -115,6 +115,13 @@ def test_spec_init_csv_runs_through_the_demo_with_the_clock_from_the_data(tmp_pa
     predictions = wh.read("predictions")
     assert predictions.height > 0
     assert predictions["prediction"].is_finite().all()
+    # The working-day flag is one value per day: the drift report leaves it out and says so;
+    # the history feature and the landed target are watched.
+    drift_rows = wh.read("drift_report")
+    rules = dict(zip(drift_rows["column"], drift_rows["rule"], strict=False))
+    assert rules["workingday"] == "excluded: day-constant", rules
+    assert any(r.startswith("monitored: one value per") for r in rules.values()), rules
+    assert any(r.startswith("target of 2012-01-") for r in rules.values()), rules
 
 
 def test_spec_init_writes_to_standard_output_with_its_warnings(tmp_path: Path) -> None:

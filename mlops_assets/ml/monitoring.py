@@ -139,10 +139,12 @@ def drift_report_stage(
         reference = reference_of(current["model_version"][0])
         rules = column_rules(spec, reference, numeric + categorical)
         tested = [c for c, rule in rules.items() if not rule.startswith("excluded")]
+        per_key = history_groups(spec, tested)
+        grouped = {c for cols in per_key.values() for c in cols}
         result = drift.drift_report(
             reference,
             current,
-            [c for c in numeric if c in tested],
+            [c for c in numeric if c in tested and c not in grouped],
             [c for c in categorical if c in tested],
             name=day.isoformat(),
             timestamp=datetime.combine(day, datetime.min.time()),
@@ -161,7 +163,9 @@ def drift_report_stage(
             )
             for c in left_out
         )
-        return replace(result, excluded=excluded), current
+        named = tuple(replace(c, rule=rules.get(c.column, c.rule)) for c in result.columns)
+        history = history_drift(spec, reference, current, per_key)
+        return replace(result, columns=(*named, *history), excluded=excluded), current
 
     frames: list[pl.DataFrame] = []
     out: list[DayDrift] = []
@@ -221,6 +225,45 @@ def column_rules(
         else (kept if c in constant else drift.RULE_MONITORED)
         for c in columns
     }
+
+
+def history_groups(spec: DatasetSpec, tested: Sequence[str]) -> dict[str, list[str]]:
+    """The tested history features of each history key (``hist_<key>_mean`` / ``_n``)."""
+    groups = {k: [f"hist_{k}_mean", f"hist_{k}_n"] for k in spec.history_keys}
+    return {
+        k: [c for c in cols if c in tested] for k, cols in groups.items() if set(cols) & set(tested)
+    }
+
+
+def history_drift(
+    spec: DatasetSpec,
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    per_key: Mapping[str, Sequence[str]],
+) -> list[drift.ColumnDrift]:
+    """The rows of the history features, one Evidently test per history key on one value per
+    key and day. A history feature holds one value per key on a day (the trailing outcomes of
+    that key, known before the day), so the day's hundreds of rows repeat a few values; tested
+    row by row against weeks of reference they drift every day whatever happens. One row per
+    key and day on both sides asks the question that matters: have the keys' levels moved?"""
+    rows: list[drift.ColumnDrift] = []
+    date_column = spec.date_column
+    for key, columns in per_key.items():
+        cur = current.select(date_column, key, *columns).unique([date_column, key]).sort(key)
+        ref = reference.select(date_column, key, *columns).unique([date_column, key])
+        ref = ref.sort(date_column, key)
+        null_cur = drift.missing_shares(current, columns)
+        null_ref = drift.missing_shares(reference, columns)
+        for row in drift.drift_report(ref, cur, list(columns), [], prediction=None).columns:
+            rows.append(
+                replace(
+                    row,
+                    rule=f"{drift.RULE_MONITORED}: one value per {key} and day",
+                    null_share_current=null_cur[row.column],
+                    null_share_reference=null_ref[row.column],
+                )
+            )
+    return rows
 
 
 def target_day(spec: DatasetSpec, day: date) -> date | None:

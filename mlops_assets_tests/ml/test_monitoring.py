@@ -5,13 +5,14 @@ refused naming it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import polars as pl
 import pytest
 
 from mlops_assets.environments import load_settings
-from mlops_assets.ml import monitoring
+from mlops_assets.ml import drift, monitoring
 from mlops_assets_tests.worlds import FIRST_DAY, simulated_examples, small_spec
 
 SPEC = small_spec()
@@ -68,3 +69,124 @@ def test_a_day_without_predictions_or_reference_is_refused(world) -> None:
         monitoring.drift_report_stage(
             SPEC, [DAY], features, other, reference, {}, lambda d: EMPTY, LIMITS
         )
+
+
+# Which rule applies to each column ---------------------------------------------------------
+
+LANDED = DAY - timedelta(days=SPEC.label_lag_days)
+
+
+def _with_weekday(frame: pl.DataFrame) -> pl.DataFrame:
+    """A column constant within each day but not across days, as a weekday is."""
+    return frame.with_columns(pl.col(SPEC.date_column).dt.weekday().cast(pl.Int64).alias("weekday"))
+
+
+def _report(spec, world, outcomes: pl.DataFrame | None = None) -> pl.DataFrame:
+    features, predictions, reference = world
+    result = monitoring.drift_report_stage(
+        spec,
+        [DAY],
+        _with_weekday(features),
+        predictions,
+        _with_weekday(reference),
+        {},
+        lambda d: EMPTY,
+        LIMITS,
+        outcomes=outcomes,
+    )
+    return result.frame.filter(pl.col("column") != monitoring.SUMMARY_COLUMN)
+
+
+def _rules(frame: pl.DataFrame) -> dict[str, tuple[str, str]]:
+    return {r["column"]: (r["rule"], r["status"]) for r in frame.iter_rows(named=True)}
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> pl.DataFrame:
+    examples = simulated_examples(SPEC, FIRST_DAY, 8, airings_per_day=40)
+    return examples.select(SPEC.date_column, SPEC.event_key, SPEC.target)
+
+
+def test_by_default_history_features_and_the_landed_target_are_watched(world, outcomes) -> None:
+    spec = replace(
+        SPEC,
+        monitored_features=(),
+        drift_exclude=None,
+        numeric_features=(*SPEC.numeric_features, "weekday"),
+    )
+    rules = _rules(_report(spec, world, outcomes))
+    for column in spec.history_feature_columns:
+        assert rules[column][0].startswith("monitored: one value per"), column
+        assert rules[column][1] in {"ok", "drift"}, column
+    # The weekday holds one value on the day: left out, not tested, not in the drift share.
+    assert rules["weekday"] == ("excluded: day-constant", "excluded")
+    # The target of the newest day whose outcomes had landed by the end of DAY.
+    assert rules[SPEC.target][0] == f"target of {LANDED}"
+    assert rules[SPEC.target][1] in {"ok", "drift"}
+    assert rules["prediction"] == ("monitored", rules["prediction"][1])
+
+
+def test_the_target_row_says_when_no_day_has_landed_or_the_outcomes_are_missing(world) -> None:
+    early = replace(SPEC, start_date=LANDED + timedelta(days=1))
+    rules = _rules(_report(early, world, None))
+    assert rules[SPEC.target][0] == "target: no day landed yet"
+    # A landed day with no stored outcomes is empty, not a pass.
+    rules = _rules(_report(SPEC, world, pl.DataFrame()))
+    assert rules[SPEC.target] == (f"target of {LANDED}", "empty")
+
+
+def test_drift_exclude_replaces_the_default(world, outcomes) -> None:
+    numeric = (*SPEC.numeric_features, "weekday")
+    keep_all = replace(SPEC, monitored_features=(), numeric_features=numeric, drift_exclude=())
+    rules = _rules(_report(keep_all, world, outcomes))
+    assert rules["weekday"][0] == "monitored: day-constant, kept by drift_exclude"
+    assert rules["weekday"][1] in {"ok", "drift"}
+    chosen = replace(keep_all, drift_exclude=("spend", SPEC.target))
+    rules = _rules(_report(chosen, world, outcomes))
+    assert rules["spend"] == ("excluded: spec", "excluded")
+    assert rules[SPEC.target] == ("excluded: spec", "excluded")
+    assert rules["weekday"][0].startswith("monitored")
+
+
+def test_excluded_columns_do_not_count_in_the_drift_share(world, outcomes) -> None:
+    spec = replace(
+        SPEC,
+        monitored_features=(),
+        drift_exclude=None,
+        numeric_features=(*SPEC.numeric_features, "weekday"),
+    )
+    frame = _report(spec, world, outcomes)
+    tested = frame.filter(pl.col("status").is_in(["ok", "drift"]) & (pl.col("kind") != "target"))
+    tested = tested.filter(pl.col("kind") != "prediction")
+    features, predictions, reference = world
+    result = monitoring.drift_report_stage(
+        spec,
+        [DAY],
+        _with_weekday(features),
+        predictions,
+        _with_weekday(reference),
+        {},
+        lambda d: EMPTY,
+        LIMITS,
+        outcomes=outcomes,
+    )
+    share = result.days[0].result.drift_share
+    assert share == pytest.approx(tested["drifted"].sum() / tested.height)
+    assert "weekday" not in result.days[0].result.tested_columns
+
+
+def test_day_constant_columns_need_evidence_and_variation() -> None:
+    frame = pl.DataFrame(
+        {
+            "d": [date(2025, 1, 1)] * 2 + [date(2025, 1, 2)] * 2,
+            "weekday": [1, 1, 2, 2],
+            "flat": [5, 5, 5, 5],  # constant everywhere: any change of it is drift
+            "varies": [1, 2, 3, 4],
+            "gappy": [1, None, 2, 2],  # missing values are ignored
+        }
+    )
+    cols = ["weekday", "flat", "varies", "gappy", "absent"]
+    assert drift.day_constant_columns(frame, "d", cols) == ["weekday", "gappy"]
+    # One row per day is no evidence of a column being constant within a day.
+    single = frame.unique("d", keep="first", maintain_order=True)
+    assert drift.day_constant_columns(single, "d", cols) == []
