@@ -18,7 +18,7 @@ def _scale_worker(args: dict[str, Any]) -> dict[str, Any]:
     capped sample, predict every row, drift report on a sampled current."""
     import polars as pl
 
-    from mlops_assets.dataset import load_spec
+    from mlops_assets.dataset_load import load_spec
     from mlops_assets.ml import drift
     from mlops_assets.ml.candidates import candidate_by_name
     from mlops_assets.ml.features import build_features, label_examples, outcome_stats

@@ -78,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     p = project()
     settings = p.settings
     instance = ensure_instance(settings)
-    from mlops_assets.dataset import source_days
+    from mlops_assets.dataset_load import source_days
     from mlops_assets.definitions import defs
 
     console = Console(highlight=False, soft_wrap=True)

@@ -220,7 +220,7 @@ def render(d: Draft, spec_dir: Path | None = None) -> str:
     """The draft as YAML text with comments, the source path relative to ``spec_dir``."""
     import yaml
 
-    from mlops_assets.dataset import SCHEMA_PATH
+    from mlops_assets.dataset_schema import SCHEMA_PATH
 
     source = Path(d.source_path).resolve()
     # Relative to the spec's folder (which is where a spec's relative paths start).

@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import SpecError, load_spec
+from mlops_assets.dataset import SpecError
+from mlops_assets.dataset_load import load_spec
 from mlops_assets.environments import DEFAULT_DATASET
 from mlops_assets_tests.helpers import simulator_spec, write_yaml
 

@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import parse_spec
+from mlops_assets.dataset_load import parse_spec
 from mlops_assets.defs.feature_refresh.checks import (
     NON_EMPTY,
     NULL_SHARE,

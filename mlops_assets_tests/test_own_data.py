@@ -20,7 +20,9 @@ import polars as pl
 import pytest
 import yaml
 
-from mlops_assets.dataset import SCHEMA_PATH, SpecError, json_schema, load_spec
+from mlops_assets.dataset import SpecError
+from mlops_assets.dataset_load import load_spec
+from mlops_assets.dataset_schema import SCHEMA_PATH, json_schema
 from mlops_assets.scaffold import ScaffoldError, draft, render
 from mlops_assets.storage.warehouse import Warehouse
 from mlops_assets_tests.helpers import (
@@ -304,7 +306,7 @@ def test_a_missing_duckdb_table_is_a_named_spec_error(tmp_path: Path) -> None:
 
 def test_the_published_json_schema_matches_the_spec_model() -> None:
     published = json.loads(SCHEMA_PATH.read_text())
-    assert published == json_schema(), "regenerate it with dataset.write_json_schema()"
+    assert published == json_schema(), "regenerate it with dataset_schema.write_json_schema()"
     assert published["additionalProperties"] is False
     assert "event_key" in published["required"]
 

@@ -9,7 +9,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from mlops_assets.dataset import DatasetSpec, load_spec
+from mlops_assets.dataset import DatasetSpec
+from mlops_assets.dataset_load import load_spec
 from mlops_assets.environments import DEFAULT_DATASET
 from mlops_assets.ml.features import build_features, label_examples, outcome_stats
 from mlops_assets.simulator import SimulatorConfig, simulate_day

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlops_assets.dataset import DatasetSpec, load_spec
+from mlops_assets.dataset import DatasetSpec
+from mlops_assets.dataset_load import load_spec
 from mlops_assets.environments import Settings, load_settings
 from mlops_assets.storage.io_manager import PARTITION_COLUMN
 
@@ -105,7 +106,7 @@ def clock_from_data(settings: Settings, spec: DatasetSpec) -> Settings:
     the source's last day: the data, not the wall clock, says what has happened."""
     from dataclasses import replace
 
-    from mlops_assets.dataset import source_days
+    from mlops_assets.dataset_load import source_days
 
     if settings.as_of is not None or spec.source.kind == "simulator":
         return settings

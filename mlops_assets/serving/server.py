@@ -93,7 +93,7 @@ def serve(
     """
     import uvicorn
 
-    from mlops_assets.dataset import load_spec
+    from mlops_assets.dataset_load import load_spec
     from mlops_assets.environments import load_settings
     from mlops_assets.serving.app import create_app
 

@@ -5,28 +5,23 @@ A CSV is read as text and each column is converted to the kind the spec gives it
 value that does not convert fails its own day, naming its line, column and day, and every other
 day reads as before. A composite key (``event_key: [date, hour]``) is added as one key column.
 
-This module does not import :mod:`mlops_assets.dataset` (which imports it): it reads a spec by
-its attributes only.
+The spec's types come from :mod:`mlops_assets.dataset`, which imports no reader; checking a spec
+against its source (:mod:`mlops_assets.dataset_load`) imports this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mlops_assets.dataset import CATEGORICAL, DATE, NUMERIC, DatasetSpec
 
 if TYPE_CHECKING:
     # Imported where used: loading the definitions checks a simulated dataset's spec without it.
     import polars as pl
 
-    from mlops_assets.dataset import DatasetSpec
-
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-DATE = "date"
-SOURCE_KINDS = ("simulator", "csv", "parquet", "duckdb")
 # Separates the parts of a composite key in the key column the pipeline derives from them.
 KEY_SEPARATOR = "|"
 # The file line of a CSV row (the header is line 1), kept while a day is converted.
@@ -48,14 +43,6 @@ SIMULATOR_KINDS = {
     "visits": NUMERIC,
     "landed_on": DATE,
 }
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str
-    path: Path | None = None
-    table: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class OutcomesNotLanded(RuntimeError):

@@ -30,7 +30,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import SpecError, load_spec
+from mlops_assets.dataset import SpecError
+from mlops_assets.dataset_load import load_spec
 from mlops_assets.defs.common import project
 from mlops_assets.defs.resources import WarehouseResource
 from mlops_assets.environments import REPO_ROOT, SettingsError, load_settings

@@ -23,7 +23,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import SpecError, load_spec
+from mlops_assets.dataset import SpecError
+from mlops_assets.dataset_load import load_spec
 from mlops_assets.defs.feature_refresh.checks import NULL_SHARE
 from mlops_assets.ml.features import DataContractError, validate_events
 from mlops_assets_tests.faults.world import (

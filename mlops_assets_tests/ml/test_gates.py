@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import SpecError, gate_overrides, parse_spec
+from mlops_assets.dataset import SpecError, gate_overrides
+from mlops_assets.dataset_load import parse_spec
 from mlops_assets.environments import GateThresholds, load_settings
 from mlops_assets.ml import gates
 from mlops_assets.ml.training import TrainResult

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mlops_assets.dataset import load_spec
+from mlops_assets.dataset_load import load_spec
 from mlops_assets.environments import DEFAULT_DATASET
 from mlops_assets.serving.protocol import (
     MAX_MISSING_LISTED,
