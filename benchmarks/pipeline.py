@@ -89,7 +89,7 @@ class _CycleInputs:
 def _cycle_inputs(p: Any, day: date) -> _CycleInputs:
     import polars as pl
 
-    from mlops_assets.ml import promotion, registry
+    from mlops_assets.ml import history_queries, promotion, registry
     from mlops_assets.storage.warehouse import Warehouse
 
     spec, settings = p.spec, p.settings
@@ -98,7 +98,7 @@ def _cycle_inputs(p: Any, day: date) -> _CycleInputs:
     stats = wh.read("outcome_stats", "day", first, day - timedelta(days=spec.label_lag_days))
     recent = wh.read("features", spec.date_column, day - timedelta(days=6), day)
     history = wh.read(promotion.HISTORY_TABLE)
-    version = promotion.champion_in_force(history, day)
+    version = history_queries.champion_in_force(history, day)
     if version is None:
         raise BenchError(f"no champion is in force on {day}: the backfill trained none")
     tags = registry.version_tags(
@@ -126,7 +126,7 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
     import polars as pl
 
     from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks
-    from mlops_assets.ml import business, drift, inference, monitoring, promotion, registry
+    from mlops_assets.ml import business, drift, history_queries, inference, monitoring, registry
     from mlops_assets.ml import features as F
     from mlops_assets.storage import online_store, request_log
     from mlops_assets.storage.sources import read_events, read_outcomes
@@ -157,7 +157,7 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
         spec,
         features,
         [day],
-        lambda d: promotion.champion_in_force(inputs.champion_history, d),
+        lambda d: history_queries.champion_in_force(inputs.champion_history, d),
         lambda v: registry.load_model_version(name, v, uri),
         lambda _v: inputs.train_window,
         lambda _start, _end: inputs.max_outcome,

@@ -255,11 +255,11 @@ def _record_release(settings, release: dict[str, str]) -> str | None:
 
 
 def _history(settings):
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import decision_history, promotion
     from mlops_assets.storage.warehouse import Warehouse
 
     history = Warehouse(settings.warehouse_path, settings.schema).read(promotion.HISTORY_TABLE)
-    return history if history.width else promotion.empty_history()
+    return history if history.width else decision_history.empty_history()
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -267,7 +267,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     import polars as pl
 
     from mlops_assets.environments import load_settings
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import history_queries, promotion
 
     settings = load_settings()
     if not settings.mlflow_db_path.exists():
@@ -277,11 +277,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 2
     history = _history(settings)
     try:
-        version, reason = promotion.plan_rollback(history)
+        version, reason = history_queries.plan_rollback(history)
     except promotion.PromotionError as exc:
         print(f"error: rollback refused: {exc}", file=sys.stderr)
         return 2
-    current = promotion.current(history)
+    current = history_queries.current(history)
     release = {
         "action": promotion.ROLLBACK,
         "version": version or "",

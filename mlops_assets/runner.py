@@ -518,7 +518,8 @@ def refresh_drift_references(
 
     from mlops_assets.definitions import TRAINING_JOB
     from mlops_assets.defs.common import project
-    from mlops_assets.ml.promotion import HISTORY_TABLE, watched_versions
+    from mlops_assets.ml.history_queries import watched_versions
+    from mlops_assets.ml.promotion import HISTORY_TABLE
     from mlops_assets.storage.warehouse import Warehouse
 
     settings = project().settings
@@ -611,7 +612,8 @@ def run_metrics(
 
 def first_champion_day(settings: Settings) -> date | None:
     """The first day a champion was in force, from the decision history."""
-    from mlops_assets.ml.promotion import HISTORY_TABLE, first_day_in_force
+    from mlops_assets.ml.history_queries import first_day_in_force
+    from mlops_assets.ml.promotion import HISTORY_TABLE
     from mlops_assets.storage.warehouse import Warehouse
 
     history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)

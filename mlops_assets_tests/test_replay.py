@@ -25,7 +25,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlops_assets.ml import promotion
+from mlops_assets.ml import history_queries, promotion
 from mlops_assets.runner import (
     first_champion_day,
     run_days,
@@ -170,7 +170,7 @@ def facts(p: Pipeline) -> dict[str, object]:
         frame = frame.select(mapped) if frame.width else frame
         out[table] = frame.sort(frame.columns) if frame.height else frame
     history = wh.read(promotion.HISTORY_TABLE)
-    out["in_force"] = [names.get(promotion.champion_in_force(history, d) or "") for d in DAYS]
+    out["in_force"] = [names.get(history_queries.champion_in_force(history, d) or "") for d in DAYS]
     out["metadata"] = partition_metadata(p, names, pattern)
     alerts = p.settings.alerts_path
     lines = [json.loads(x) for x in alerts.read_text().splitlines()] if alerts.exists() else []

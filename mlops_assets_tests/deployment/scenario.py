@@ -30,7 +30,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from mlops_assets.ml.promotion import HISTORY_SCHEMA
+from mlops_assets.ml.decision_history import HISTORY_SCHEMA
 from mlops_assets.storage.warehouse import Warehouse
 from mlops_assets_tests.helpers import (
     SMALL_AIRINGS_PER_DAY,

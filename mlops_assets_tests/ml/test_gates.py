@@ -209,15 +209,15 @@ def _evaluation(day, version: str, wape: float, segments, p99: float, size: floa
 def _history(limits, segments_v2, p99_v2=0.1, size_v2=1000.0, gated=False):
     from datetime import date
 
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import decision_history, promotion
 
     first = _evaluation(date(2025, 1, 13), "1", 0.50, _segments({"ESPN": (0.4, 0.5)}), 0.1, 1e3)
     second = _evaluation(date(2025, 1, 27), "2", 0.40, segments_v2, p99_v2, size_v2)
     incumbent_segments = _segments({"ESPN": (0.4, 0.40), "CNN": (0.6, 0.60)})
-    releases = promotion.empty_releases()
+    releases = decision_history.empty_releases()
     if gated:
         # Prod: a person approves the first proposal before the second training date's cut-off.
-        releases = promotion.release_row(
+        releases = decision_history.release_row(
             releases,
             action=promotion.PROMOTE,
             version="1",
@@ -228,7 +228,7 @@ def _history(limits, segments_v2, p99_v2=0.1, size_v2=1000.0, gated=False):
             effective_from=date(2025, 1, 28),
             recorded_at=None,
         )
-    return promotion.decide_history(
+    return decision_history.decide_history(
         pl.concat([first, second], how="diagonal_relaxed"),
         releases,
         metric="wape",
@@ -240,7 +240,7 @@ def _history(limits, segments_v2, p99_v2=0.1, size_v2=1000.0, gated=False):
 
 
 def test_the_history_refuses_a_model_that_loses_a_large_segment_and_keeps_the_incumbent() -> None:
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import history_queries
 
     loses_espn = _segments({"ESPN": (0.4, 0.80), "CNN": (0.6, 0.20)})
     history = _history(DEV, loses_espn)
@@ -248,7 +248,7 @@ def test_the_history_refuses_a_model_that_loses_a_large_segment_and_keeps_the_in
     assert last["action"] == "refused"
     assert last["to_version"] == "1" and last["proposed_version"] == "2"
     assert "refused by gate segment_guardrail: segment ESPN (40% of the holdout)" in last["reason"]
-    recorded = promotion.gate_results(last)
+    recorded = history_queries.gate_results(last)
     assert recorded["segment_guardrail"].refused
     assert recorded["serving_budget"].verdict == gates.PASS
 

@@ -93,16 +93,16 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
     ):
-        from mlops_assets.ml import compiled, inference, promotion
+        from mlops_assets.ml import compiled, decision_history, history_queries, inference
 
         mlflow.experiment_id()
-        history = champion_history if champion_history.width else promotion.empty_history()
+        history = champion_history if champion_history.width else decision_history.empty_history()
         try:
             result = inference.predictions_stage(
                 spec,
                 features,
                 partition_days(context),
-                lambda day: promotion.champion_in_force(history, day),
+                lambda day: history_queries.champion_in_force(history, day),
                 lambda v: compiled.load_version(
                     mlflow.registered_model, v, mlflow.tracking_uri, p.settings.compiled_models_dir
                 ),

@@ -146,14 +146,14 @@ def build_releases(p: Project) -> dg.AssetsDefinition:
         ),
     )
     def release_decisions(config: ReleaseConfig, warehouse: WarehouseResource) -> Frame:
-        from mlops_assets.ml import promotion
+        from mlops_assets.ml import decision_history, promotion
 
         stored = warehouse.get().read(promotion.RELEASES_TABLE)
-        releases = stored if stored.width else promotion.empty_releases()
+        releases = stored if stored.width else decision_history.empty_releases()
         if not config.action:
             return releases
         try:
-            return promotion.release_row(
+            return decision_history.release_row(
                 releases,
                 action=config.action,
                 version=config.version or None,
@@ -217,15 +217,15 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
         alerts: AlertSinkResource,
     ):
-        from mlops_assets.ml import promotion, registry
+        from mlops_assets.ml import decision_history, history_queries, promotion, registry
         from mlops_assets.storage import champion_pointer
 
         mlflow.experiment_id()
         wh = warehouse.get()
         previous = wh.read(promotion.HISTORY_TABLE)
-        history = promotion.decide_history(
+        history = decision_history.decide_history(
             champion,
-            release_decisions if release_decisions.width else promotion.empty_releases(),
+            release_decisions if release_decisions.width else decision_history.empty_releases(),
             metric=spec.training.metric,
             promotion_margin=limits.promotion_margin,
             gated=limits.approval_gated,
@@ -235,14 +235,14 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         )
         target = mlflow.registry(settings.stage_alias)
         before = registry.get_alias_version(target.model_name, "champion", target.tracking_uri)
-        after = promotion.current(history)
+        after = history_queries.current(history)
         metadata = {
             "decisions": history.height,
             "champion_in_force": after or "none",
             "aliases_before": before or "none",
             "dry_run": config.dry_run,
-            "history": dg.MetadataValue.md(promotion.history_markdown(history)),
-            "gates": dg.MetadataValue.md(promotion.gates_markdown(history)),
+            "history": dg.MetadataValue.md(history_queries.history_markdown(history)),
+            "gates": dg.MetadataValue.md(history_queries.gates_markdown(history)),
         }
         if config.dry_run:
             context.log_event(dg.AssetObservation("champion_history", metadata=metadata))
@@ -334,7 +334,7 @@ def _new_refusals(history, previous) -> list[dict]:
     the gate that refused it."""
     import polars as pl
 
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import history_queries
 
     def refused(frame) -> list[dict]:
         if not frame.width or "gates" not in frame.columns:
@@ -342,7 +342,7 @@ def _new_refusals(history, previous) -> list[dict]:
         out = []
         for row in frame.filter(pl.col("action") == "refused").iter_rows(named=True):
             gate = next(
-                (r.gate for r in promotion.gate_results(row).values() if r.refused), "unknown"
+                (r.gate for r in history_queries.gate_results(row).values() if r.refused), "unknown"
             )
             out.append({**row, "refused_gate": gate})
         return out

@@ -173,12 +173,12 @@ def history_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
 def history_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetCheckResult]:
     import polars as pl
 
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import history_queries, promotion
 
     training = history.filter(pl.col("kind") == promotion.TRAINING)
     counts = training.group_by("training_date").len()
     repeated = counts.filter(pl.col("len") != 1)["training_date"].to_list()
-    baselines = promotion.baseline_in_force(history)
+    baselines = history_queries.baseline_in_force(history)
     changed = training.filter(
         (pl.col("to_version") != pl.col("from_version")) & pl.col("incumbent_score").is_not_null()
     )
@@ -202,7 +202,7 @@ def history_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetChe
             metadata={
                 "observed": f"{len(baselines)} decisions left a baseline in force",
                 "threshold": "0",
-                "champion_in_force": promotion.current(history) or "none",
+                "champion_in_force": history_queries.current(history) or "none",
             },
         ),
         dg.AssetCheckResult(
@@ -222,11 +222,11 @@ def _gate_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetCheck
     """Each gate as the latest training decision recorded it (never re-evaluated here)."""
     import polars as pl
 
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import history_queries, promotion
 
     limits = gate_limits(p)
-    latest = promotion.latest_training(history)
-    recorded = promotion.gate_results(latest) if latest else {}
+    latest = history_queries.latest_training(history)
+    recorded = history_queries.gate_results(latest) if latest else {}
     training = history.filter(pl.col("kind") == promotion.TRAINING).to_dicts()
     out = []
     for name in GATE_DESCRIPTIONS:
@@ -235,7 +235,7 @@ def _gate_check_results(p: Project, history: pl.DataFrame) -> list[dg.AssetCheck
             1
             for row in training
             if row["action"] == "refused"
-            and (r := promotion.gate_results(row).get(name)) is not None
+            and (r := history_queries.gate_results(row).get(name)) is not None
             and r.refused
         )
         metadata = {

@@ -67,14 +67,14 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     ) -> Frame:
         import polars as pl
 
-        from mlops_assets.ml import promotion, registry
+        from mlops_assets.ml import decision_history, history_queries, registry
         from mlops_assets.ml.training import sample_rows
 
         mlflow.experiment_id()
         wh = warehouse.get()
         training_date = datetime.fromisoformat(context.partition_key).date()
-        history = champion_history if champion_history.width else promotion.empty_history()
-        watched = promotion.watched_versions(history).filter(
+        history = champion_history if champion_history.width else decision_history.empty_history()
+        watched = history_queries.watched_versions(history).filter(
             pl.col("training_date") == training_date
         )
         version = watched["version"][-1] if watched.height else None
