@@ -218,6 +218,7 @@ def evaluate(
 
     With ``mlflow_url`` (the MLflow UI's base URL) the model card shows the proposal's plots."""
     from mlops_assets.ml import registry as mlreg
+    from mlops_assets.ml import run_artifacts, serve_check
 
     limits = limits or GateThresholds()
     metric = spec.training.metric
@@ -229,10 +230,10 @@ def evaluate(
     chosen = decision.chosen if decision.promoted else None
     if chosen is not None:
         with tempfile.TemporaryDirectory(prefix="mlops_serves_") as tmp:
-            sample = mlreg.write_sample_csv(
+            sample = serve_check.write_sample_csv(
                 holdout, spec.model_feature_columns, Path(tmp) / "sample.csv"
             )
-            serves_ok, serves_detail = mlreg.check_serves(
+            serves_ok, serves_detail = serve_check.check_serves(
                 registry.tracking_uri,
                 registry.model_name,
                 chosen.version,
@@ -240,7 +241,7 @@ def evaluate(
                 calls=limits.serving_calls,
             )
     if chosen is not None and serves_ok:
-        serving = mlreg.serve_measurements(serves_detail)
+        serving = serve_check.serve_measurements(serves_detail)
         model = mlreg.load_model_version(registry.model_name, chosen.version, registry.tracking_uri)
         predicted = model.predict(holdout)
         segments = gates.segment_scores(holdout, predicted, spec)
@@ -257,7 +258,7 @@ def evaluate(
         ]
     leader = decision.chosen
     plots = (
-        mlreg.plot_urls(leader.run_id, mlflow_url)
+        run_artifacts.plot_urls(leader.run_id, mlflow_url)
         if mlflow_url and leader and leader.run_id
         else None
     )

@@ -1,4 +1,4 @@
-"""All MLflow access: experiments, candidate runs, the model registry, aliases, serving checks.
+"""MLflow access: experiments, candidate runs, the model registry and its aliases.
 
 MLflow is imported inside each function (about 2 s), so importing this module is cheap and the
 online endpoint never pays for it. Call :func:`configure` once per process before logging; the
@@ -9,7 +9,9 @@ counts), metrics (mae, rmse, wape, bias), tags (role, candidate, Dagster run id,
 fingerprint, windows), two PNG plots and the model, registered as a new version of the
 environment's registered model. Logging the same candidate, data, params and seed again returns
 the existing run and version instead of a duplicate (re-materialization is idempotent).
-Promotion moves aliases; registry stages are not used.
+Promotion moves aliases; registry stages are not used. The plots and the UI links are drawn in
+:mod:`mlops_assets.ml.run_artifacts`; whether a version serves is
+:mod:`mlops_assets.ml.serve_check`.
 """
 
 from __future__ import annotations
@@ -18,32 +20,31 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
-
-import polars as pl
 
 from mlops_assets.ml.candidates import Candidate
 from mlops_assets.ml.model import FORMAT_VERSION, PYFUNC_ARTIFACT, TabularModel
-from mlops_assets.ml.training import PREDICTION, TrainResult, Windows
+from mlops_assets.ml.run_artifacts import (
+    DEFAULT_UI,
+    IMPORTANCE_PLOT,
+    PREDICTED_PLOT,
+    importance_figure,
+    predicted_figure,
+    run_url,
+)
+from mlops_assets.ml.training import TrainResult, Windows
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
 MODEL_NAME = "model"
 PIP_PACKAGES = ("lightgbm", "pandas", "numpy", "polars", "mlflow")
-IMPORTANCE_PLOT = "plots/feature_importance.png"
-PREDICTED_PLOT = "plots/predicted_vs_actual.png"
-DEFAULT_UI = "http://127.0.0.1:5000"
 RUN_KEY_TAG = "mlops.run_key"
 VERSION_TAG = "mlops.model_version"
 PARTITION_RUN_KIND = "training_date"
@@ -130,25 +131,6 @@ def configure(tracking_uri: str, artifacts_dir: str | Path, experiment_name: str
             client.restore_experiment(experiment_id)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
-
-
-def run_url(experiment_id: str, run_id: str, ui_base: str = DEFAULT_UI) -> str:
-    """The run's page in the MLflow UI served at ``ui_base``."""
-    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def artifact_url(run_id: str, path: str, ui_base: str = DEFAULT_UI) -> str:
-    """One artifact of a run (e.g. a plot) as the MLflow UI at ``ui_base`` serves it."""
-    query = urlencode({"path": path, "run_uuid": run_id}, safe="/")
-    return f"{ui_base.rstrip('/')}/get-artifact?{query}"
-
-
-def plot_urls(run_id: str, ui_base: str = DEFAULT_UI) -> dict[str, str]:
-    """The plots :func:`log_candidate` logs for a run, by title, as image URLs."""
-    return {
-        "Feature importance": artifact_url(run_id, IMPORTANCE_PLOT, ui_base),
-        "Predicted vs actual": artifact_url(run_id, PREDICTED_PLOT, ui_base),
-    }
 
 
 def run_key(
@@ -267,77 +249,6 @@ def model_signature(model: TabularModel) -> Any:
         for col in model.feature_columns
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
-
-
-def _agg_figure(width: float = 7.0, height: float = 4.5) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def importance_figure(model: TabularModel, top: int = 20) -> Figure:
-    """Gain per feature (LightGBM), mean per segment (segment baseline) or a note (global)."""
-    figure = _agg_figure()
-    ax = figure.add_subplot()
-    if model.kind == "lightgbm":
-        gains = list(model.feature_importance().items())[:top]
-        total = sum(g for _, g in gains) or 1.0
-        names = [n for n, _ in gains][::-1]
-        ax.barh(names, [g / total for _, g in gains][::-1], color="#4c72b0")
-        ax.set_xlabel("share of total gain")
-        ax.set_title(f"{model.candidate}: feature importance")
-    elif model.kind == "segment_mean":
-        col = model.segment_columns[0]
-        # The last index of every deeper axis holds the first column's own mean.
-        means = model.table[(slice(None), *[-1] * (len(model.segment_columns) - 1))]
-        labels = [*model.categories[col], "unseen"]
-        ax.barh(labels[::-1], means[::-1], color="#55a868")
-        ax.set_xlabel(f"mean {model.target}")
-        ax.set_title(
-            f"{model.candidate}: mean {model.target} per {col} "
-            f"(lookup by {' x '.join(model.segment_columns)})"
-        )
-    else:
-        ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            f"{model.candidate}: predicts {float(model.table):.2f} {model.target}\n"
-            "for every event; no features, so no importance",
-            ha="center",
-            va="center",
-            fontsize=12,
-        )
-    figure.tight_layout()
-    return figure
-
-
-def predicted_figure(result: TrainResult, target: str, max_points: int = 5000) -> Figure:
-    """Predicted vs actual on the holdout, with the identity line and the scores."""
-    rows = result.holdout_predictions
-    if rows.height > max_points:
-        rows = rows.sample(n=max_points, seed=0)
-    actual = rows[target].to_numpy()
-    predicted = rows[PREDICTION].to_numpy()
-    figure = _agg_figure(5.5, 5.0)
-    ax = figure.add_subplot()
-    ax.scatter(actual, predicted, s=6, alpha=0.35, color="#4c72b0", linewidths=0)
-    top = float(max(actual.max(initial=1.0), predicted.max(initial=1.0)))
-    ax.plot([0, top], [0, top], color="#c44e52", linewidth=1)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xlabel(f"actual {target}")
-    ax.set_ylabel(f"predicted {target}")
-    m = result.metrics
-    ax.set_title(
-        f"{result.model.candidate}: holdout ({result.holdout_rows} rows)\n"
-        f"WAPE {m['wape']:.3f}  MAE {m['mae']:.2f}  bias {m['bias']:+.1%}"
-    )
-    figure.tight_layout()
-    return figure
 
 
 def log_candidate(
@@ -537,108 +448,3 @@ def version_artifacts_dir(name: str, version: str, tracking_uri: str | None = No
     if parsed.scheme not in ("", "file"):
         raise RegistryError(f"model {name!r} v{version} is stored at {uri}, not on this machine")
     return Path(url2pathname(parsed.path))
-
-
-def write_sample_csv(
-    frame: pl.DataFrame, columns: Sequence[str], path: str | Path, rows: int = 20
-) -> Path:
-    """Write the first ``rows`` rows of the model's input columns as CSV (for check_serves)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.select(list(columns)).head(rows).write_csv(path)
-    return path
-
-
-_SERVE_SCRIPT = """
-import json, sys, tempfile, time
-from pathlib import Path
-import numpy as np, pandas as pd, mlflow
-from mlflow.types import DataType
-mlflow.set_tracking_uri(sys.argv[1])
-calls = int(sys.argv[4])
-started = time.perf_counter()
-with tempfile.TemporaryDirectory() as tmp:
-    local = mlflow.artifacts.download_artifacts(artifact_uri=sys.argv[2], dst_path=tmp)
-    model = mlflow.pyfunc.load_model(local)
-    load_seconds = time.perf_counter() - started
-    files = [f for f in (Path(local) / "artifacts").rglob("*") if f.is_file()]
-    model_bytes = sum(f.stat().st_size for f in files)
-schema = model.metadata.get_input_schema()
-text = {c.name: str for c in schema.inputs if c.type == DataType.string} if schema else {}
-frame = pd.read_csv(sys.argv[3], dtype=text)
-pred = np.asarray(model.predict(frame), dtype=float).ravel()
-if len(pred) != len(frame):
-    sys.exit(f"{len(pred)} predictions for {len(frame)} rows")
-if not np.isfinite(pred).all() or (pred < 0).any():
-    sys.exit(f"predictions are not finite and >= 0: {pred[:10].tolist()}")
-# Single-row latency through the endpoint's own path: encode the request row, then LightGBM's
-# single-row API (or the baseline's lookup).
-from mlops_assets.serving.fastpath import row_predictor
-tabular = model.unwrap_python_model()._model
-predictor = row_predictor(tabular)
-rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
-took = []
-for i in range(calls):
-    row = rows[i % len(rows)]
-    t0 = time.perf_counter()
-    encoded = tabular.encode_rows([row])
-    if predictor is not None:
-        predictor.predict(encoded[0])
-    else:
-        tabular.predict_matrix(encoded)
-    took.append(time.perf_counter() - t0)
-took = np.asarray(took) * 1000.0
-sys.stdout.write(json.dumps({
-    "rows": len(frame), "mean_prediction": float(pred.mean()), "calls": calls,
-    "p50_ms": float(np.percentile(took, 50)), "p99_ms": float(np.percentile(took, 99)),
-    "load_seconds": load_seconds, "model_bytes": float(model_bytes),
-}))
-"""
-
-SERVE_CALLS = 300
-
-
-def check_serves(
-    tracking_uri: str,
-    name: str,
-    version: str,
-    sample_csv_path: str | Path,
-    timeout: float = 180,
-    calls: int = SERVE_CALLS,
-) -> tuple[bool, str]:
-    """Load ``models:/<name>/<version>`` in a fresh Python process, predict the sample rows,
-    then time ``calls`` single-row predictions through the endpoint's prediction path.
-
-    Returns (True, a JSON summary: rows, mean prediction, p50 and p99 latency in ms, load
-    seconds, model bytes) or (False, the error text): proof that the registered artifacts alone
-    serve, independent of anything in this process, and what serving them costs.
-    """
-    sample = Path(sample_csv_path).resolve()
-    command = [sys.executable, "-c", _SERVE_SCRIPT, tracking_uri, f"models:/{name}/{version}"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    try:
-        done = subprocess.run(
-            [*command, str(sample), str(int(calls))],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            cwd=sample.parent,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"loading and predicting took longer than {timeout:.0f} s"
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        return False, "\n".join(lines[-25:]) or f"exit code {done.returncode}"
-    return True, done.stdout.strip()
-
-
-def serve_measurements(detail: str) -> dict[str, float | None]:
-    """p50/p99 ms, load seconds and model bytes from a successful check_serves summary."""
-    try:
-        summary = json.loads(detail)
-    except (TypeError, ValueError):
-        summary = {}
-    keys = ("p50_ms", "p99_ms", "load_seconds", "model_bytes")
-    return {k: (float(summary[k]) if k in summary else None) for k in keys}

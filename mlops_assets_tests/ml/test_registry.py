@@ -20,14 +20,14 @@ import polars as pl
 import pytest
 
 from mlops_assets.dataset import DatasetSpec
-from mlops_assets.ml import registry
+from mlops_assets.ml import registry, run_artifacts, serve_check
 from mlops_assets.ml.candidates import candidate_by_name
 from mlops_assets.ml.model import BOOSTER_FILE
 from mlops_assets.ml.training import TrainResult, Windows, data_fingerprint
 
 MODEL_NAME = "mlops_assets_test"
 PARTITION = "2025-03-31"
-PLOTS = {registry.IMPORTANCE_PLOT, registry.PREDICTED_PLOT}
+PLOTS = {run_artifacts.IMPORTANCE_PLOT, run_artifacts.PREDICTED_PLOT}
 
 
 @dataclass(frozen=True)
@@ -203,13 +203,13 @@ def test_aliases_move_and_load_by_alias(
 def test_check_serves_passes_on_a_good_version(
     store: Store, holdout: pl.DataFrame, spec: DatasetSpec, tmp_path: Path
 ) -> None:
-    sample = registry.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
-    ok, detail = registry.check_serves(
+    sample = serve_check.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
+    ok, detail = serve_check.check_serves(
         store.uri, MODEL_NAME, store.logged["lgbm_large"].version, sample
     )
     assert ok, detail
     assert '"rows": 20' in detail
-    measured = registry.serve_measurements(detail)
+    measured = serve_check.serve_measurements(detail)
     assert 0 < measured["p50_ms"] <= measured["p99_ms"]
     assert measured["load_seconds"] > 0 and measured["model_bytes"] > 10_000
 
@@ -238,12 +238,12 @@ def test_a_slow_candidate_is_over_prods_serving_budget_and_warns_in_dev(
         partition=PARTITION,
         data_fingerprint=store.fingerprint,
     )
-    sample = registry.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
+    sample = serve_check.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
     measured = {}
     for name, version in (("small", store.logged["lgbm_small"].version), ("slow", logged.version)):
-        ok, detail = registry.check_serves(store.uri, MODEL_NAME, version, sample, calls=200)
+        ok, detail = serve_check.check_serves(store.uri, MODEL_NAME, version, sample, calls=200)
         assert ok, detail
-        measured[name] = registry.serve_measurements(detail)
+        measured[name] = serve_check.serve_measurements(detail)
     assert measured["slow"]["model_bytes"] > 5 * measured["small"]["model_bytes"]
     prod = load_settings("prod").thresholds.gates
     dev = load_settings("dev").thresholds.gates
@@ -272,8 +272,8 @@ def test_check_serves_fails_on_a_corrupted_artifact(
     assert not logged.reused and logged.version not in {v.version for v in store.logged.values()}
     folder = registry.version_artifacts_dir(MODEL_NAME, logged.version)
     (folder / "artifacts" / "tabular_model" / BOOSTER_FILE).write_text("garbage\n")
-    sample = registry.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
-    ok, detail = registry.check_serves(store.uri, MODEL_NAME, logged.version, sample)
+    sample = serve_check.write_sample_csv(holdout, spec.model_feature_columns, tmp_path / "s.csv")
+    ok, detail = serve_check.check_serves(store.uri, MODEL_NAME, logged.version, sample)
     assert not ok
     assert BOOSTER_FILE in detail
 

@@ -51,11 +51,11 @@ def test_mlflow_link_opens_the_candidates_run(servers: Servers, page: Page, shot
 def test_model_card_shows_the_proposals_plots(
     environment: Environment, servers: Servers, page: Page, shots: Shots
 ) -> None:
-    from mlops_assets.ml import registry
+    from mlops_assets.ml import run_artifacts
 
     card = _model_card(environment, P1)
     images = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", card)
-    assert [name for name, _ in images] == list(registry.plot_urls("x", "http://h")), card
+    assert [name for name, _ in images] == list(run_artifacts.plot_urls("x", "http://h")), card
     for _, url in images:
         assert url.startswith(f"{servers.mlflow_url}/get-artifact?"), url
         answer = httpx.get(url, timeout=30)
