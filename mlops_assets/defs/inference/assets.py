@@ -74,7 +74,11 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars", "lightgbm"},
-        code_version=code_version("mlops_assets.ml.inference", "mlops_assets.ml.promotion"),
+        code_version=code_version(
+            "mlops_assets.ml.inference",
+            "mlops_assets.ml.promotion",
+            "mlops_assets.ml.history_queries",
+        ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "predictions")),
         ins={"features": dg.AssetIn(), "champion_history": dg.AssetIn()},
         # The training date whose decision is the latest in force on the day: its update is

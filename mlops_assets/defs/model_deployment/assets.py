@@ -137,7 +137,7 @@ def build_releases(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb"},
-        code_version=code_version("mlops_assets.ml.promotion"),
+        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.decision_history"),
         metadata=schema_metadata(p.spec, "release_decisions"),
         description=(
             "What people decided: every `mlops-assets promote` (with its approver) and "
@@ -182,7 +182,11 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
         code_version=code_version(
-            "mlops_assets.ml.promotion", "mlops_assets.ml.selection", "mlops_assets.ml.gates"
+            "mlops_assets.ml.promotion",
+            "mlops_assets.ml.decision_history",
+            "mlops_assets.ml.history_queries",
+            "mlops_assets.ml.selection",
+            "mlops_assets.ml.gates",
         ),
         metadata=schema_metadata(spec, "champion_history"),
         ins={

@@ -48,7 +48,11 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"duckdb", "polars"},
-        code_version=code_version("mlops_assets.ml.training", "mlops_assets.ml.promotion"),
+        code_version=code_version(
+            "mlops_assets.ml.training",
+            "mlops_assets.ml.promotion",
+            "mlops_assets.ml.history_queries",
+        ),
         metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "drift_reference")),
         ins={"champion_history": dg.AssetIn()},
         deps=["labeled_examples"],

@@ -96,6 +96,7 @@ def candidate_code_version(candidate: Candidate) -> str:
         "mlops_assets.ml.training",
         "mlops_assets.ml.model",
         "mlops_assets.ml.registry",
+        "mlops_assets.ml.run_artifacts",
         extra=(candidate.fit, sorted(candidate.params.items())),
     )
 

@@ -66,7 +66,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=code_version(
-            "mlops_assets.storage.sources", "mlops_assets.simulator", "mlops_assets.dataset"
+            "mlops_assets.storage.sources",
+            "mlops_assets.simulator",
+            "mlops_assets.dataset",
+            "mlops_assets.dataset_load",
         ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "raw_events")),
         description=p.words(
@@ -100,7 +103,10 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=code_version(
-            "mlops_assets.storage.sources", "mlops_assets.simulator", "mlops_assets.dataset"
+            "mlops_assets.storage.sources",
+            "mlops_assets.simulator",
+            "mlops_assets.dataset",
+            "mlops_assets.dataset_load",
         ),
         metadata=table_metadata(spec.date_column, **schema_metadata(spec, "raw_outcomes")),
         description=p.words(
