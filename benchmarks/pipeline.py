@@ -187,9 +187,9 @@ def _pipeline_worker(args: dict[str, Any]) -> dict[str, Any]:
     import gc
 
     from mlops_assets.defs.common import project
+    from mlops_assets.run_instance import ensure_instance
     from mlops_assets.runner import (
         RunSummary,
-        ensure_instance,
         first_champion_day,
         run_days,
         run_metrics,
@@ -349,7 +349,7 @@ def _cycle_scale_worker(args: dict[str, Any]) -> dict[str, Any]:
     world (its history, champion and drift reference come from the 400-a-day days before):
     through the ``daily_cycle`` job and directly, to show how the overhead scales."""
     from mlops_assets.defs.common import project
-    from mlops_assets.runner import ensure_instance
+    from mlops_assets.run_instance import ensure_instance
 
     p = project()
     instance = ensure_instance(p.settings)

@@ -57,13 +57,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from mlops_assets.defs.common import project
+    from mlops_assets.run_instance import ensure_instance, reporting
     from mlops_assets.runner import (
         day_batches,
         days_for_first_champion,
-        ensure_instance,
         first_champion_day,
         metric_batches,
-        reporting,
         run_days,
         run_health,
         run_metrics,
@@ -238,7 +237,8 @@ def _record_release(settings, release: dict[str, str]) -> str | None:
     history, which moves the aliases); the champion in force after it, or an error text."""
     import dagster as dg
 
-    from mlops_assets.runner import ensure_instance, run_decisions
+    from mlops_assets.run_instance import ensure_instance
+    from mlops_assets.runner import run_decisions
 
     os.environ["MLOPS_ENV"] = settings.env
     from mlops_assets.definitions import defs

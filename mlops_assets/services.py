@@ -54,7 +54,7 @@ def _bin(name: str) -> str:
 
 def environment(env: str | None, host: str, port: int) -> tuple[Settings, dict[str, str]]:
     """The settings of ``env`` (or of MLOPS_ENV) and the variables the Dagster processes get."""
-    from mlops_assets.runner import prepare_home
+    from mlops_assets.run_instance import prepare_home
 
     settings = load_settings(env)
     home = prepare_home(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 from mlops_assets.environments import ENVIRONMENTS
-from mlops_assets.runner import ensure_instance
+from mlops_assets.run_instance import ensure_instance
 from mlops_assets.storage import warehouse
 from mlops_assets_tests.helpers import Pipeline, day_range
 

@@ -14,7 +14,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlops_assets.runner import ensure_instance, run_days, run_training
+from mlops_assets.run_instance import ensure_instance
+from mlops_assets.runner import run_days, run_training
 from mlops_assets_tests.helpers import Pipeline, day_range, failure_messages, simulator_spec
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")

@@ -17,7 +17,8 @@ from datetime import date
 import polars as pl
 import pytest
 
-from mlops_assets.runner import ensure_instance, run_days, run_training
+from mlops_assets.run_instance import ensure_instance
+from mlops_assets.runner import run_days, run_training
 from mlops_assets_tests.helpers import REPO_ROOT, Pipeline, clean_env, day_range, simulator_spec
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")

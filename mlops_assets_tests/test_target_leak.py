@@ -13,7 +13,8 @@ from datetime import date
 import polars as pl
 import pytest
 
-from mlops_assets.runner import ensure_instance, run_days, run_training
+from mlops_assets.run_instance import ensure_instance
+from mlops_assets.runner import run_days, run_training
 from mlops_assets_tests.helpers import (
     Pipeline,
     assert_refused_by,

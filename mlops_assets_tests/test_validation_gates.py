@@ -28,7 +28,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlops_assets.runner import RunSummary, ensure_instance, run_days, run_training
+from mlops_assets.run_instance import ensure_instance
+from mlops_assets.runner import RunSummary, run_days, run_training
 from mlops_assets_tests.helpers import (
     Pipeline,
     approve,

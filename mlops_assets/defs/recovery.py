@@ -14,7 +14,7 @@ RECOVERY_SENSOR = "recover_dead_runs"
     description="Fails started runs whose process is gone and frees their pool slots.",
 )
 def recover_dead_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    from mlops_assets.runner import fail_dead_runs
+    from mlops_assets.run_instance import fail_dead_runs
 
     dead = fail_dead_runs(context.instance)
     for run in dead:

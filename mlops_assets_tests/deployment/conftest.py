@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from mlops_assets.runner import ensure_instance
+from mlops_assets.run_instance import ensure_instance
 from mlops_assets_tests.deployment.scenario import (
     AS_OF,
     BASE_DAYS,

@@ -27,7 +27,7 @@ import polars as pl
 import pytest
 
 from mlops_assets.environments import REPO_ROOT
-from mlops_assets.runner import RUNNER_PID_TAG
+from mlops_assets.run_instance import RUNNER_PID_TAG
 from mlops_assets_tests.helpers import (
     Pipeline,
     clean_env,

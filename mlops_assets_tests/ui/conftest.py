@@ -109,7 +109,7 @@ def _small_spec() -> dict:
 
 
 def _prepare(root: Path, ports: Ports) -> Environment:
-    from mlops_assets import runner
+    from mlops_assets import run_instance, runner
     from mlops_assets.ml.candidates import CANDIDATES
 
     patch = pytest.MonkeyPatch()
@@ -120,7 +120,7 @@ def _prepare(root: Path, ports: Ports) -> Environment:
         pipeline.use_spec(_small_spec())
         settings = pipeline.settings
         patch.setenv("DAGSTER_HOME", str(settings.dagster_home))
-        instance = runner.ensure_instance(settings)
+        instance = run_instance.ensure_instance(settings)
         pipeline.use_instance(instance)
         summary = runner.run_days(pipeline.definitions(), instance, settings, DAYS)
         partitions = runner.training_partitions(DAYS[0], settings.today())
