@@ -1,7 +1,8 @@
 """The package's import graph, read from the source (no module is imported): the modules of
 ``mlops_assets`` import each other without a cycle at import time, ``ml/`` imports nothing of
 Dagster (not even inside a function), and the benchmark's direct path imports no asset module.
-The graph reader itself is checked on a small package with a cycle."""
+The graph reader itself is checked on a small package with a cycle. No module of the package is
+longer than 500 lines."""
 
 from __future__ import annotations
 
@@ -122,6 +123,22 @@ def test_ml_imports_no_dagster_even_inside_functions() -> None:
         if found:
             offenders[name] = found
     assert offenders == {}
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module that grows past this holds more than one responsibility: split it along them."""
+    lengths = {
+        str(path.relative_to(REPO_ROOT)): len(path.read_text().splitlines())
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
+    assert len(lengths) > 40, "the package's modules were not found"
+    offenders = {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert offenders == {}, f"modules over {MAX_MODULE_LINES} lines: " + ", ".join(
+        f"{name} ({n})" for name, n in sorted(offenders.items(), key=lambda kv: -kv[1])
+    )
 
 
 DIRECT_PATH = ("_direct_cycle", "_direct_daily", "_cycle_inputs")
