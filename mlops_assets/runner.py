@@ -351,7 +351,7 @@ def run_health(
 ) -> dg.ExecuteInProcessResult:
     """Refresh ``pipeline_health`` from what the instance now records (the demo's last run)."""
     keys = [dg.AssetKey("pipeline_health")]
-    result = _execute(
+    result = execute_run(
         defs.resolve_implicit_job_def_def_for_assets(keys), instance, asset_selection=keys
     )
     progress(f"pipeline_health: {'ok' if result.success else 'FAILED'}")

@@ -242,7 +242,7 @@ def test_a_slow_candidate_is_refused_by_the_serving_budget_in_prod(
 def test_the_same_slow_candidate_is_promoted_in_dev_with_a_serving_budget_warning(
     slow_in_dev: tuple[Pipeline, list[RunSummary]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_assets.ml import promotion
+    from mlops_assets.ml import history_queries
 
     pipeline, first, card = _slow_proposal(slow_in_dev, monkeypatch, "first")
 
@@ -250,7 +250,7 @@ def test_the_same_slow_candidate_is_promoted_in_dev_with_a_serving_budget_warnin
     assert decision["action"] == "promote", decision["reason"]
     assert decision["from_version"] == first["to_version"]
     assert decision["to_version"] == str(card["model_version"])
-    budget = promotion.gate_results(decision)["serving_budget"]
+    budget = history_queries.gate_results(decision)["serving_budget"]
     assert budget.verdict == "warn", budget
     over_size = budget.counts["size_factor"] > budget.counts["size_factor_max"]
     assert budget.observed > budget.threshold or over_size, budget
