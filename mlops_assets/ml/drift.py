@@ -12,8 +12,8 @@ What Evidently does not see, this module reports itself:
   report and listed with status ``empty``; the drift share counts only the columns it tested.
 - A column constant within each day (a weekday, a working-day flag) has one value on any day,
   which a distribution test against weeks of reference always calls drift:
-  :func:`day_constant_columns` finds such columns in the reference, and the caller lists them
-  as ``excluded`` rows with the rule that left them out (see ``ml.monitoring``).
+  :func:`mlops_assets.ml.monitoring.day_constant_columns` finds such columns in the reference, and
+  lists them as ``excluded`` rows with the rule that left them out.
 
 Evidently picks a test per column from the reference size: up to 1,000 reference rows a p-value
 test (K-S for numeric, chi-square or Z for categorical; drift when the p-value is below the
@@ -253,7 +253,7 @@ def plain(value: float) -> float:
     return float(value) if value is not None else math.nan
 
 
-def _missing(frame: pl.DataFrame, column: str) -> pl.Expr:
+def missing(frame: pl.DataFrame, column: str) -> pl.Expr:
     """True where Evidently would drop the value: null, and NaN or +-inf in a float column."""
     expr = pl.col(column).is_null()
     if frame.schema[column].is_float():
@@ -267,7 +267,7 @@ def missing_shares(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, flo
     present = [c for c in columns if c in frame.columns]
     shares = {c: 1.0 for c in columns}
     if frame.height and present:
-        counts = frame.select(_missing(frame, c).sum().alias(c) for c in present).row(0)
+        counts = frame.select(missing(frame, c).sum().alias(c) for c in present).row(0)
         shares.update({c: n / frame.height for c, n in zip(present, counts, strict=True)})
     return shares
 
@@ -282,31 +282,7 @@ def sample(frame: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
 def _usable(frame: pl.DataFrame, column: str) -> bool:
     if column not in frame.columns or frame.height == 0:
         return False
-    return bool(frame.select((~_missing(frame, column)).any()).item())
-
-
-def day_constant_columns(
-    reference: pl.DataFrame, date_column: str, columns: Sequence[str]
-) -> list[str]:
-    """The ``columns`` that hold one value on every day of ``reference`` yet more than one
-    across its days (a weekday, a working-day flag). Missing values are ignored; a column
-    constant over the whole reference is not day-constant (any change of it is drift), and
-    without a day of two or more rows nothing is (no evidence)."""
-    present = [c for c in columns if c in reference.columns]
-    if not present or date_column not in reference.columns:
-        return []
-    per_day = reference.group_by(date_column).agg(
-        pl.len().alias("__rows__"),
-        *[pl.col(c).filter(~_missing(reference, c)).n_unique().alias(c) for c in present],
-    )
-    if per_day.is_empty() or per_day["__rows__"].max() < 2:
-        return []
-    found = []
-    for column in present:
-        values = reference.filter(~_missing(reference, column))[column]
-        if per_day[column].max() <= 1 and values.n_unique() > 1:
-            found.append(column)
-    return found
+    return bool(frame.select((~missing(frame, column)).any()).item())
 
 
 def _prediction_stats(frame: pl.DataFrame, column: str | None) -> tuple[float, float]:

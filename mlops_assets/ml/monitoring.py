@@ -213,7 +213,7 @@ def column_rules(
 ) -> dict[str, str]:
     """The rule of each of ``columns`` for a champion's ``reference`` (see the module's
     docstring): monitored, excluded as day-constant, or as the spec's ``drift_exclude`` says."""
-    constant = set(drift.day_constant_columns(reference, spec.date_column, columns))
+    constant = set(day_constant_columns(reference, spec.date_column, columns))
     if spec.drift_exclude is None:
         return {
             c: drift.RULE_DAY_CONSTANT if c in constant else drift.RULE_MONITORED for c in columns
@@ -225,6 +225,30 @@ def column_rules(
         else (kept if c in constant else drift.RULE_MONITORED)
         for c in columns
     }
+
+
+def day_constant_columns(
+    reference: pl.DataFrame, date_column: str, columns: Sequence[str]
+) -> list[str]:
+    """The ``columns`` that hold one value on every day of ``reference`` yet more than one
+    across its days (a weekday, a working-day flag). Missing values are ignored; a column
+    constant over the whole reference is not day-constant (any change of it is drift), and
+    without a day of two or more rows nothing is (no evidence)."""
+    present = [c for c in columns if c in reference.columns]
+    if not present or date_column not in reference.columns:
+        return []
+    per_day = reference.group_by(date_column).agg(
+        pl.len().alias("__rows__"),
+        *[pl.col(c).filter(~drift.missing(reference, c)).n_unique().alias(c) for c in present],
+    )
+    if per_day.is_empty() or per_day["__rows__"].max() < 2:
+        return []
+    found = []
+    for column in present:
+        values = reference.filter(~drift.missing(reference, column))[column]
+        if per_day[column].max() <= 1 and values.n_unique() > 1:
+            found.append(column)
+    return found
 
 
 def history_groups(spec: DatasetSpec, tested: Sequence[str]) -> dict[str, list[str]]:

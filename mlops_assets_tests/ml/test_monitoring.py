@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from mlops_assets.environments import load_settings
-from mlops_assets.ml import drift, monitoring
+from mlops_assets.ml import monitoring
 from mlops_assets_tests.worlds import FIRST_DAY, simulated_examples, small_spec
 
 SPEC = small_spec()
@@ -186,7 +186,7 @@ def test_day_constant_columns_need_evidence_and_variation() -> None:
         }
     )
     cols = ["weekday", "flat", "varies", "gappy", "absent"]
-    assert drift.day_constant_columns(frame, "d", cols) == ["weekday", "gappy"]
+    assert monitoring.day_constant_columns(frame, "d", cols) == ["weekday", "gappy"]
     # One row per day is no evidence of a column being constant within a day.
     single = frame.unique("d", keep="first", maintain_order=True)
-    assert drift.day_constant_columns(single, "d", cols) == []
+    assert monitoring.day_constant_columns(single, "d", cols) == []

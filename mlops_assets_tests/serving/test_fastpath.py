@@ -109,7 +109,8 @@ def test_the_pointer_is_read_only_when_its_file_changes(world: World) -> None:
 def test_a_snapshot_holds_every_store_row_encoded_for_its_champion(world: World) -> None:
     from datetime import UTC, datetime
 
-    from mlops_assets.serving.state import Champion, load_online_store, paired
+    from mlops_assets.serving.state import Champion, paired
+    from mlops_assets.serving.store import load_online_store
 
     store = load_online_store(world.settings.online_store_path, world.spec)
     model = world.models[world.versions[1]]

@@ -24,7 +24,7 @@ from mlops_assets.serving.protocol import (
     RequestSchema,
     missing_keys_error,
 )
-from mlops_assets.serving.state import StoreError, file_signature, load_online_store
+from mlops_assets.serving.store import StoreError, file_signature, load_online_store
 from mlops_assets.storage.online_store import publish
 
 SPEC = load_spec(DEFAULT_DATASET, validate_source=False)
