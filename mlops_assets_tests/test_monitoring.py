@@ -125,7 +125,7 @@ def test_drift_report_is_saved_and_linked_not_inlined(drift_runs, bound: Pipelin
 def test_each_row_names_its_rule_and_the_target_follows_the_landed_outcomes(
     drift_runs, bound: Pipeline
 ) -> None:
-    lag = timedelta(days=bound.settings.dataset.label_lag_days)
+    lag = timedelta(days=bound.spec.label_lag_days)
     for day in [DRIFT_DAY, DRIFT_DAY + lag]:
         rows = bound.rows("drift_report", day, column="day")
         rules = {r["column"]: r["rule"] for r in rows.iter_rows(named=True)}

@@ -7,8 +7,9 @@ and it opens one MLflow run per Dagster run where we need a run per candidate an
 mlflow itself is imported only inside `mlops_assets.ml.registry` functions, when a step uses it.
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import dagster as dg
@@ -16,6 +17,9 @@ import dagster as dg
 from mlops_assets.environments import DEFAULT_DAGSTER_URL
 from mlops_assets.storage.alerts import Alert, AlertSink
 from mlops_assets.storage.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from mlops_assets.ml.model import TabularModel
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -55,6 +59,26 @@ class MlflowResource(dg.ConfigurableResource):
         from mlops_assets.ml.promotion import Registry
 
         return Registry(self.tracking_uri, self.registered_model, stage_alias)
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version of the registered model an alias points to, if any."""
+        from mlops_assets.ml import registry
+
+        return registry.get_alias_version(self.registered_model, alias, self.tracking_uri)
+
+    def load_version(self, version: str) -> "TabularModel":
+        """A version of the registered model, loaded from the registry."""
+        from mlops_assets.ml import registry
+
+        return registry.load_model_version(self.registered_model, version, self.tracking_uri)
+
+    def train_window(self, version: str) -> tuple[date, date]:
+        """The training window a version of the registered model was trained on (its tags)."""
+        from mlops_assets.ml import registry
+
+        tags = registry.version_tags(self.registered_model, version, self.tracking_uri)
+        start, end = (date.fromisoformat(d) for d in tags["train_window"].split(".."))
+        return start, end
 
 
 class AlertSinkResource(dg.ConfigurableResource):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -29,6 +30,7 @@ from mlops_assets.ml.model import TabularModel
 
 METRIC_NAMES = ("mae", "rmse", "wape", "bias")
 PREDICTION = "prediction"
+TRAINING_DATE = "training_date"
 # Holdout feature rows kept with a result: MLflow input example and serving-check sample.
 INPUT_SAMPLE_ROWS = 20
 
@@ -227,3 +229,92 @@ def train_and_score(
         .select(spec.model_feature_columns)
         .head(INPUT_SAMPLE_ROWS),
     )
+
+
+class Logged(Protocol):
+    """Where a trained candidate was logged (the registry's ``LoggedCandidate``)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def run_url(self) -> str: ...
+    @property
+    def reused(self) -> bool: ...
+
+
+# Logs a trained candidate: (result, windows, fingerprint of the training rows) -> where.
+LogFn = Callable[[TrainResult, Windows, str], Logged]
+
+
+@dataclass(frozen=True)
+class CandidateRun:
+    """What a candidate asset stores (its model card row) and reports about one training date."""
+
+    card: pl.DataFrame
+    result: TrainResult
+    windows: Windows
+    logged: Logged
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **{k: float(v) for k, v in self.result.metrics.items()},
+            "model_version": self.logged.version,
+            "reused_logged_run": self.logged.reused,
+            "train_window": self.windows.train_label,
+            "holdout_window": self.windows.holdout_label,
+            "train_rows": self.result.train_rows,
+            "holdout_rows": self.result.holdout_rows,
+        }
+
+
+def model_card_row(
+    spec: DatasetSpec,
+    candidate: Candidate,
+    training_date: date,
+    windows: Windows,
+    result: TrainResult,
+    logged: Logged,
+) -> pl.DataFrame:
+    """The candidate's row of a training date's leaderboard: where it is logged, its holdout
+    metrics, its windows and row counts."""
+    return pl.DataFrame(
+        [
+            {
+                TRAINING_DATE: training_date,
+                "candidate": candidate.name,
+                "role": candidate.role,
+                "model_version": logged.version,
+                "run_id": logged.run_id,
+                "run_url": logged.run_url,
+                **{k: float(v) for k, v in result.metrics.items()},
+                **windows.as_dict(),
+                "train_rows": result.train_rows,
+                "holdout_rows": result.holdout_rows,
+                "metric": spec.training.metric,
+            }
+        ]
+    )
+
+
+def candidate_stage(
+    spec: DatasetSpec,
+    candidate: Candidate,
+    labeled_examples: pl.DataFrame,
+    training_date: date,
+    cutoff: date,
+    log: LogFn,
+    seed: int = 0,
+) -> CandidateRun:
+    """Train ``candidate`` for ``training_date`` on the labeled examples of the training window
+    before ``cutoff``, score it on the holdout window after it, then ``log`` it (nothing is
+    logged when training cannot run).
+
+    TrainingDataError when a window has no labeled rows or they lack the target."""
+    windows = training_windows(spec, cutoff)
+    train, holdout = split_windows(labeled_examples, spec, windows)
+    result = train_and_score(candidate, train, holdout, spec, seed=seed)
+    logged = log(result, windows, data_fingerprint(train))
+    card = model_card_row(spec, candidate, training_date, windows, result, logged)
+    return CandidateRun(card, result, windows, logged)

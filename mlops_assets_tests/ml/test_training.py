@@ -1,11 +1,14 @@
 """Training functions: the window rule (label lag, strictly before the cut-off, no overlap),
 deterministic sampling above the cap, the metrics on hand-computed numbers, the data
-fingerprint, and the errors for empty windows or a missing or null target."""
+fingerprint, and the errors for empty windows or a missing or null target. The candidate stage
+(what a candidate asset stores and reports) trains on the windows of its cut-off, logs through
+the function it is given and returns the model card row; a window without rows is refused
+before anything is logged."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import polars as pl
@@ -15,9 +18,11 @@ from mlops_assets.dataset import DatasetSpec
 from mlops_assets.ml.candidates import candidate_by_name
 from mlops_assets.ml.training import (
     PREDICTION,
+    TRAINING_DATE,
     TrainingDataError,
     TrainResult,
     Windows,
+    candidate_stage,
     data_fingerprint,
     metrics,
     sample_rows,
@@ -150,3 +155,57 @@ def test_errors_name_the_empty_window_or_the_target(
     with pytest.raises(TrainingDataError, match=f"{train.height} of {train.height} training"):
         train_and_score(candidate, nulls, holdout, spec)
     assert issubclass(TrainingDataError, ValueError)
+
+
+@dataclass(frozen=True)
+class FakeLogged:
+    run_id: str = "run-1"
+    version: str = "3"
+    run_url: str = "http://mlflow/run-1"
+    reused: bool = False
+
+
+def test_candidate_stage_trains_on_the_cutoffs_windows_logs_and_returns_the_card_row(
+    examples: pl.DataFrame, spec: DatasetSpec, training_date: date, windows: Windows
+) -> None:
+    logged: list[tuple[TrainResult, Windows, str]] = []
+
+    def log(result: TrainResult, w: Windows, fingerprint: str) -> FakeLogged:
+        logged.append((result, w, fingerprint))
+        return FakeLogged()
+
+    candidate = candidate_by_name("segment_mean")
+    run = candidate_stage(spec, candidate, examples, date(2025, 3, 24), training_date, log, 4)
+    ((result, logged_windows, fingerprint),) = logged
+    train = split_windows(examples, spec, windows)[0]
+    assert logged_windows == run.windows == windows
+    assert fingerprint == data_fingerprint(train)
+    assert result is run.result and result.train_rows == train.height
+    (row,) = run.card.to_dicts()
+    assert row[TRAINING_DATE] == date(2025, 3, 24)
+    assert (row["candidate"], row["role"], row["model_version"]) == (
+        "segment_mean",
+        "baseline",
+        "3",
+    )
+    assert row["run_url"] == "http://mlflow/run-1" and row["metric"] == spec.training.metric
+    assert row["wape"] == result.metrics["wape"] and row["holdout_end"] == str(windows.holdout_end)
+    meta = run.metadata()
+    assert meta["model_version"] == "3" and meta["reused_logged_run"] is False
+    assert meta["train_window"] == windows.train_label and meta["wape"] == result.metrics["wape"]
+
+
+def test_candidate_stage_refuses_an_empty_window_before_logging(
+    examples: pl.DataFrame, spec: DatasetSpec, training_date: date
+) -> None:
+    calls: list[str] = []
+
+    def log(result: TrainResult, w: Windows, fingerprint: str) -> FakeLogged:
+        calls.append(fingerprint)
+        return FakeLogged()
+
+    too_early = training_date - timedelta(days=60)
+    candidate = candidate_by_name("global_mean")
+    with pytest.raises(TrainingDataError, match="no labeled rows"):
+        candidate_stage(spec, candidate, examples, too_early, too_early, log)
+    assert calls == []

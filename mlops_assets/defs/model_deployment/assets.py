@@ -3,6 +3,8 @@ decisions (`release_decisions`) and the decision history they add up to (`champi
 which names the champion in force on every day and moves the registry aliases."""
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -26,8 +28,22 @@ from mlops_assets.defs.model_deployment.checks import (
 from mlops_assets.defs.model_training.assets import TRAINING_DATE, training_cutoff
 from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 from mlops_assets.ml.candidates import CANDIDATES
+from mlops_assets.storage.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from mlops_assets.ml.deployment import HistoryResult
+    from mlops_assets.ml.promotion import Registry
 
 OWNERS = ["team:ml-engineering"]
+# The modules whose rules decide a training date's proposal and the champion in force.
+DECISION_CODE = (
+    "mlops_assets.ml.deployment",
+    "mlops_assets.ml.promotion",
+    "mlops_assets.ml.selection",
+    "mlops_assets.ml.gates",
+)
 
 
 class HistoryConfig(dg.Config):
@@ -62,9 +78,7 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
-        code_version=code_version(
-            "mlops_assets.ml.promotion", "mlops_assets.ml.selection", "mlops_assets.ml.gates"
-        ),
+        code_version=code_version(*DECISION_CODE),
         metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "champion")),
         ins={c.asset_name: dg.AssetIn() for c in CANDIDATES},
         deps=["labeled_examples"],
@@ -83,46 +97,33 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
         **cards: Frame,
     ):
-        import polars as pl
+        from mlops_assets.ml import deployment, registry
 
-        from mlops_assets.ml import gates, promotion, registry, training
-
-        cutoff = training_cutoff(context)
         mlflow.experiment_id()
-        w = training.training_windows(spec, cutoff)
-        holdout = warehouse.get().read(
-            "labeled_examples", spec.date_column, w.holdout_start, w.holdout_end + timedelta(1)
-        )
-        board = pl.concat([cards[c.asset_name] for c in CANDIDATES], how="diagonal_relaxed")
-        evaluation = promotion.evaluate(
-            spec=spec,
-            registry=mlflow.registry(settings.stage_alias),
-            cards=board,
-            holdout=holdout,
-            training_date=context.partition_key,
-            mlflow_url=mlflow.ui_base,
-            limits=gate_limits(p),
-        )
-        comparisons = _stage_comparisons(mlflow, warehouse.get(), evaluation, w)
-        card = "\n\n".join([evaluation.model_card, *comparisons])
-        if evaluation.proposal is not None:
-            registry.set_version_description(
-                mlflow.registered_model,
-                evaluation.proposal.version,
-                card,
-                mlflow.tracking_uri,
+        wh = warehouse.get()
+        try:
+            result = deployment.champion_stage(
+                spec,
+                [cards[c.asset_name] for c in CANDIDATES],
+                training_cutoff(context),
+                read_examples=lambda start, end: _examples(wh, start, end),
+                score=lambda v, start, end: _score(mlflow, wh, v, start, end),
+                registry=mlflow.registry(settings.stage_alias),
+                training_date=context.partition_key,
+                limits=gate_limits(p),
+                mlflow_url=mlflow.ui_base,
+                other_stages=_other_stages(mlflow, settings.stage_alias),
             )
-        yield dg.Output(
-            evaluation.frame(board, cutoff),
-            metadata={
-                **evaluation.decision.metadata(),
-                "proposal": evaluation.proposal.version if evaluation.proposal else "none",
-                "refused_by": evaluation.refused_by.gate if evaluation.refused_by else "none",
-                "gates": dg.MetadataValue.md(gates.markdown(evaluation.gates)),
-                "model_card": dg.MetadataValue.md(card),
-            },
-        )
-        yield from champion_check_results(p, evaluation)
+        except deployment.DeploymentInputError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        if result.proposal is not None:
+            registry.set_version_description(
+                mlflow.registered_model, result.proposal, result.model_card, mlflow.tracking_uri
+            )
+        md = dg.MetadataValue.md
+        metadata = {"gates": md(result.gates_markdown), "model_card": md(result.model_card)}
+        yield dg.Output(result.frame, metadata={**result.metadata(), **metadata})
+        yield from champion_check_results(p, result.evaluation)
 
     return champion
 
@@ -182,11 +183,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         owners=OWNERS,
         kinds={"mlflow", "duckdb"},
         code_version=code_version(
-            "mlops_assets.ml.promotion",
-            "mlops_assets.ml.decision_history",
-            "mlops_assets.ml.history_queries",
-            "mlops_assets.ml.selection",
-            "mlops_assets.ml.gates",
+            *DECISION_CODE, "mlops_assets.ml.decision_history", "mlops_assets.ml.history_queries"
         ),
         metadata=schema_metadata(spec, "champion_history"),
         ins={
@@ -221,156 +218,90 @@ def build_history(p: Project) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
         alerts: AlertSinkResource,
     ):
-        from mlops_assets.ml import decision_history, history_queries, promotion, registry
-        from mlops_assets.storage import champion_pointer
+        from mlops_assets.ml import deployment, promotion
 
         mlflow.experiment_id()
         wh = warehouse.get()
-        previous = wh.read(promotion.HISTORY_TABLE)
-        history = decision_history.decide_history(
-            champion,
-            release_decisions if release_decisions.width else decision_history.empty_releases(),
-            metric=spec.training.metric,
-            promotion_margin=limits.promotion_margin,
-            gated=limits.approval_gated,
-            score=lambda v, start, end: _score(mlflow, wh, v, start, end),
-            previous=previous if previous.width else None,
-            limits=gate_limits(p),
-        )
         target = mlflow.registry(settings.stage_alias)
-        before = registry.get_alias_version(target.model_name, "champion", target.tracking_uri)
-        after = history_queries.current(history)
-        metadata = {
-            "decisions": history.height,
-            "champion_in_force": after or "none",
-            "aliases_before": before or "none",
-            "dry_run": config.dry_run,
-            "history": dg.MetadataValue.md(history_queries.history_markdown(history)),
-            "gates": dg.MetadataValue.md(history_queries.gates_markdown(history)),
-        }
+        try:
+            result = deployment.history_stage(
+                spec,
+                champion,
+                release_decisions,
+                wh.read(promotion.HISTORY_TABLE),
+                thresholds=limits,
+                limits=gate_limits(p),
+                score=lambda v, start, end: _score(mlflow, wh, v, start, end),
+                champion_before=mlflow.alias_version(promotion.CHAMPION_ALIAS),
+            )
+        except deployment.DeploymentInputError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        metadata = {**result.metadata(), "dry_run": config.dry_run, **_history_markdown(result)}
         if config.dry_run:
             context.log_event(dg.AssetObservation("champion_history", metadata=metadata))
-            yield from history_check_results(p, history)
-            return
-        if after != before:
-            if after is None:
-                registry.delete_aliases(target.model_name, target.aliases, target.tracking_uri)
-            else:
-                registry.set_aliases(target.model_name, after, target.aliases, target.tracking_uri)
-        champion_pointer.publish(
-            settings.champion_pointer_path, target.model_name, after, target.aliases
-        )
-        for row in _new_proposals(history, previous):
-            alerts.send(
-                kind="proposal",
-                asset="champion_history",
-                partition=str(row["training_date"]),
-                cause="promotion awaiting approval",
-                message=f"training date {row['training_date']} proposes "
-                f"{row['proposed_candidate']} v{row['proposed_version']}: {row['reason']}",
-                run_id=context.run_id,
-            )
-        for row in _new_refusals(history, previous):
-            gate = row["refused_gate"]
-            alerts.send(
-                kind="gate",
-                asset="champion_history",
-                partition=str(row["training_date"]),
-                cause=f"promotion refused by {gate}",
-                message=f"training date {row['training_date']}: {row['proposed_candidate']} "
-                f"v{row['proposed_version']} refused by gate {gate}: {row['reason']}",
-                run_id=context.run_id,
-            )
-        yield dg.Output(history, metadata={**metadata, "aliases_moved": after != before})
-        yield from history_check_results(p, history)
+        else:
+            _release(target, result, settings.champion_pointer_path)
+            for notice in result.notices:
+                alerts.send(asset="champion_history", run_id=context.run_id, **vars(notice))
+            metadata["aliases_moved"] = result.moves_aliases
+            yield dg.Output(result.history, metadata=metadata)
+        yield from history_check_results(p, result.history)
 
     return champion_history
 
 
-def _score(mlflow: MlflowResource, wh, version: str, start: date, end: date, name=None):
+def _examples(wh: Warehouse, start: date, end: date) -> "pl.DataFrame":
+    """The labeled examples of the days ``[start, end]``."""
+    return wh.read("labeled_examples", project().spec.date_column, start, end + timedelta(1))
+
+
+def _score(
+    mlflow: MlflowResource, wh: Warehouse, version: str, start: date, end: date
+) -> dict | str:
     """The metrics of ``version`` on the labeled examples of ``[start, end]`` and its scores per
     segment (under ``segments``), or why not."""
-    from mlops_assets.ml import gates, registry
-    from mlops_assets.ml.training import PREDICTION, score
+    from mlops_assets.ml import deployment
 
-    spec = project().spec
-    holdout = wh.read("labeled_examples", spec.date_column, start, end + timedelta(1))
-    try:
-        model = registry.load_model_version(
-            name or mlflow.registered_model, version, mlflow.tracking_uri
-        )
-        metrics, rows = score(model, holdout, spec)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:500]
-    ordered = holdout.sort([spec.date_column, spec.event_key])
-    segments = gates.segment_scores(ordered, rows[PREDICTION].to_numpy(), spec)
-    return {**metrics, "segments": segments}
+    examples = _examples(wh, start, end)
+    return deployment.score_version(project().spec, examples, lambda: mlflow.load_version(version))
 
 
-# Other stages' aliases an environment's registry may hold (read-only there): staging holds
-# prod's `butterfly` once a promotion has copied its champion into prod.
-def _stage_comparisons(mlflow: MlflowResource, wh, evaluation, windows) -> list[str]:
-    """Markdown: every candidate against each other stage's model this registry holds, on the
-    same holdout (informational, on the model card)."""
+def _other_stages(mlflow: MlflowResource, stage_alias: str) -> dict[str, str]:
+    """The version of each other stage's model this registry holds (alias -> version): staging
+    holds prod's `butterfly` once a promotion has copied its champion into prod."""
     from mlops_assets.environments import STAGE_ALIASES
-    from mlops_assets.ml import promotion, registry
 
-    out = []
+    found = {}
     for alias in STAGE_ALIASES.values():
-        if alias == project().settings.stage_alias:
-            continue
-        version = registry.get_alias_version(mlflow.registered_model, alias, mlflow.tracking_uri)
-        if version is None:
-            continue
-        scored = _score(mlflow, wh, version, windows.holdout_start, windows.holdout_end)
-        if isinstance(scored, dict):
-            scored = {k: v for k, v in scored.items() if k != "segments"}
-        out.append(
-            promotion.reference_comparison(
-                evaluation.leaderboard, alias, version, scored, project().spec.training.metric
-            )
-        )
-    return out
+        if alias != stage_alias and (version := mlflow.alias_version(alias)) is not None:
+            found[alias] = version
+    return found
 
 
-def _new_refusals(history, previous) -> list[dict]:
-    """Training decisions refused by a gate that the stored history did not hold yet, each with
-    the gate that refused it."""
-    import polars as pl
-
+def _history_markdown(result: "HistoryResult") -> dict[str, dg.MetadataValue]:
+    """The decisions and the gates of a decision history, as markdown tables."""
     from mlops_assets.ml import history_queries
 
-    def refused(frame) -> list[dict]:
-        if not frame.width or "gates" not in frame.columns:
-            return []
-        out = []
-        for row in frame.filter(pl.col("action") == "refused").iter_rows(named=True):
-            gate = next(
-                (r.gate for r in history_queries.gate_results(row).values() if r.refused), "unknown"
-            )
-            out.append({**row, "refused_gate": gate})
-        return out
-
-    known = {(r["training_date"], r["proposed_version"]) for r in refused(previous)}
-    return [r for r in refused(history) if (r["training_date"], r["proposed_version"]) not in known]
-
-
-def _new_proposals(history, previous) -> list[dict]:
-    """Proposals awaiting approval that the stored history did not hold yet."""
-    import polars as pl
-
-    rows = history.filter(pl.col("action") == "propose")
-    if not previous.width:
-        return rows.to_dicts()
-    known = {
-        (r["training_date"], r["proposed_version"])
-        for r in previous.filter(pl.col("action") == "propose").iter_rows(named=True)
+    return {
+        "history": dg.MetadataValue.md(history_queries.history_markdown(result.history)),
+        "gates": dg.MetadataValue.md(history_queries.gates_markdown(result.history)),
     }
-    return [
-        r
-        for r in rows.iter_rows(named=True)
-        if (r["training_date"], r["proposed_version"]) not in known
-    ]
+
+
+def _release(target: "Registry", result: "HistoryResult", pointer_path: Path) -> None:
+    """Move the registry aliases to the champion in force after the history (or remove them
+    when none is), and publish the champion pointer the endpoint watches."""
+    from mlops_assets.ml import registry
+    from mlops_assets.storage import champion_pointer
+
+    if result.moves_aliases:
+        if result.after is None:
+            registry.delete_aliases(target.model_name, target.aliases, target.tracking_uri)
+        else:
+            registry.set_aliases(
+                target.model_name, result.after, target.aliases, target.tracking_uri
+            )
+    champion_pointer.publish(pointer_path, target.model_name, result.after, target.aliases)
 
 
 @dg.definitions

@@ -17,22 +17,13 @@ from mlops_assets.defs.common import (
     eager_within,
     partition_days,
     project,
-    severity,
     table_metadata,
 )
-from mlops_assets.defs.model_monitoring.checks import (
-    DRIFT_SHARE,
-    NULL_SHARE,
-    PERSISTENT,
-    PREDICTION_DRIFT,
-    drift_check_specs,
-)
+from mlops_assets.defs.model_monitoring.checks import drift_check_results, drift_check_specs
 from mlops_assets.defs.model_training.assets import TRAINING_DATE
 from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 
 OWNERS = ["team:ml-engineering"]
-# Each drift check and the rule of the stage function it reports.
-RULES = {DRIFT_SHARE: "drift_share", PREDICTION_DRIFT: "prediction_drift", NULL_SHARE: "null_share"}
 REFERENCE_ROWS = 5_000
 SEED = 11
 
@@ -49,6 +40,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"duckdb", "polars"},
         code_version=code_version(
+            "mlops_assets.ml.reference",
             "mlops_assets.ml.training",
             "mlops_assets.ml.promotion",
             "mlops_assets.ml.history_queries",
@@ -69,40 +61,27 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         mlflow: MlflowResource,
         warehouse: WarehouseResource,
     ) -> Frame:
-        import polars as pl
-
-        from mlops_assets.ml import decision_history, history_queries, registry
-        from mlops_assets.ml.training import sample_rows
+        from mlops_assets.ml import reference
 
         mlflow.experiment_id()
         wh = warehouse.get()
-        training_date = datetime.fromisoformat(context.partition_key).date()
-        history = champion_history if champion_history.width else decision_history.empty_history()
-        watched = history_queries.watched_versions(history).filter(
-            pl.col("training_date") == training_date
-        )
-        version = watched["version"][-1] if watched.height else None
-        if version is None:
-            raise dg.Failure(
-                description=f"no champion in force or proposed after training date {training_date}",
-                allow_retries=False,
+        try:
+            result = reference.drift_reference_stage(
+                spec,
+                champion_history,
+                datetime.fromisoformat(context.partition_key).date(),
+                train_window=mlflow.train_window,
+                read_examples=lambda start, end: wh.read(
+                    "labeled_examples", spec.date_column, start, end + timedelta(days=1)
+                ),
+                load=mlflow.load_version,
+                max_rows=REFERENCE_ROWS,
+                seed=SEED,
             )
-        tags = registry.version_tags(mlflow.registered_model, version, mlflow.tracking_uri)
-        start, end = (date.fromisoformat(d) for d in tags["train_window"].split(".."))
-        window = wh.read("labeled_examples", spec.date_column, start, end + timedelta(days=1))
-        sample = sample_rows(window, REFERENCE_ROWS, SEED)
-        model = registry.load_model_version(mlflow.registered_model, version, mlflow.tracking_uri)
-        frame = sample.select(
-            spec.date_column, *spec.model_feature_columns, spec.target
-        ).with_columns(
-            pl.Series("prediction", model.predict(sample), dtype=pl.Float64),
-            pl.lit(version, dtype=pl.String).alias("model_version"),
-            pl.lit(training_date, dtype=pl.Date).alias(TRAINING_DATE),
-        )
-        context.add_output_metadata(
-            {"champion_version": version, "window": tags["train_window"], "rows": frame.height}
-        )
-        return frame
+        except reference.NoReferenceError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        context.add_output_metadata(result.metadata())
+        return result.frame
 
     return [drift_reference, build_drift_report(p)]
 
@@ -233,15 +212,6 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
         for d in result.days:
             _publish_day(context, d, settings, alerts)
         yield dg.Output(result.frame)
-        sev = severity(limits.strict)
-        for name, rule in RULES.items():
-            passed, metadata = result.verdict(rule)
-            yield dg.AssetCheckResult(
-                check_name=name, passed=passed, severity=sev, metadata=metadata
-            )
-        passed, metadata = result.persistence(limits)
-        yield dg.AssetCheckResult(
-            check_name=PERSISTENT, passed=passed, severity=sev, metadata=metadata
-        )
+        yield from drift_check_results(result, limits)
 
     return drift_report

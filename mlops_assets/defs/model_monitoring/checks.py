@@ -1,13 +1,22 @@
 """Monitoring rules on `drift_report`, with thresholds from the environment's settings."""
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from mlops_assets.defs.common import Project
+from mlops_assets.defs.common import Project, severity
+from mlops_assets.environments import Thresholds
+
+if TYPE_CHECKING:
+    from mlops_assets.ml.monitoring import DriftStageResult
 
 DRIFT_SHARE = "feature_drift_share"
 PREDICTION_DRIFT = "prediction_drift"
 NULL_SHARE = "monitored_null_share"
 PERSISTENT = "drift_persistent"
+# Each drift check and the rule of the stage function it reports.
+RULES = {DRIFT_SHARE: "drift_share", PREDICTION_DRIFT: "prediction_drift", NULL_SHARE: "null_share"}
 
 
 def drift_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
@@ -31,3 +40,16 @@ def drift_check_specs(p: Project) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(name, asset="drift_report", description=text)
         for name, text in described.items()
     ]
+
+
+def drift_check_results(
+    result: "DriftStageResult", limits: Thresholds
+) -> Iterator[dg.AssetCheckResult]:
+    """The result of every drift check from the drift stage's result: errors where the
+    environment is strict, warnings elsewhere."""
+    sev = severity(limits.strict)
+    for name, rule in RULES.items():
+        passed, metadata = result.verdict(rule)
+        yield dg.AssetCheckResult(check_name=name, passed=passed, severity=sev, metadata=metadata)
+    passed, metadata = result.persistence(limits)
+    yield dg.AssetCheckResult(check_name=PERSISTENT, passed=passed, severity=sev, metadata=metadata)

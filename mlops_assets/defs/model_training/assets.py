@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlops_assets.dataset import DatasetSpec
 from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
     WAREHOUSE_POOL,
@@ -24,7 +23,7 @@ from mlops_assets.ml.candidates import Candidate, candidates_for
 if TYPE_CHECKING:
     # Imported where used, so that loading the definitions does not import polars (asset
     # signatures name `Frame`: Dagster evaluates them when it decorates).
-    import polars as pl
+    from mlops_assets.ml.training import LogFn, Logged, TrainResult, Windows
 
 OWNERS = ["team:data-science"]
 TRAINING_DATE = "training_date"
@@ -63,30 +62,6 @@ def training_input_mapping(p: Project) -> dg.TimeWindowPartitionMapping:
     period = 1 if spec.training.cadence == "daily" else 7
     span = spec.training.train_days + spec.training.holdout_days + spec.label_lag_days
     return dg.TimeWindowPartitionMapping(start_offset=-math.ceil(max(0, span - period) / period))
-
-
-def model_card_row(
-    spec: DatasetSpec, candidate: Candidate, partition: date, windows, result, logged
-) -> "pl.DataFrame":
-    import polars as pl
-
-    return pl.DataFrame(
-        [
-            {
-                TRAINING_DATE: partition,
-                "candidate": candidate.name,
-                "role": candidate.role,
-                "model_version": logged.version,
-                "run_id": logged.run_id,
-                "run_url": logged.run_url,
-                **{k: float(v) for k, v in result.metrics.items()},
-                **windows.as_dict(),
-                "train_rows": result.train_rows,
-                "holdout_rows": result.holdout_rows,
-                "metric": spec.training.metric,
-            }
-        ]
-    )
 
 
 def candidate_code_version(candidate: Candidate) -> str:
@@ -130,47 +105,52 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
     def _candidate(
         context: dg.AssetExecutionContext, labeled_examples: Frame, mlflow: MlflowResource
     ) -> Frame:
-        from mlops_assets.ml import registry, training
+        from mlops_assets.ml import training
 
-        cutoff = training_cutoff(context)
-        windows = training.training_windows(spec, cutoff)
-        train, holdout = training.split_windows(labeled_examples, spec, windows)
         try:
-            result = training.train_and_score(candidate, train, holdout, spec, seed=SEED)
+            run = training.candidate_stage(
+                spec,
+                candidate,
+                labeled_examples,
+                datetime.fromisoformat(context.partition_key).date(),
+                training_cutoff(context),
+                _logger(context, mlflow, candidate, version),
+                seed=SEED,
+            )
         except training.TrainingDataError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        mlflow_run = dg.MetadataValue.url(run.logged.run_url)
+        context.add_output_metadata({**run.metadata(), "mlflow_run": mlflow_run})
+        return run.card
+
+    return _candidate
+
+
+def _logger(
+    context: dg.AssetExecutionContext, mlflow: MlflowResource, candidate: Candidate, version: str
+) -> "LogFn":
+    """How a candidate trained in this run is logged: as a run under the training date's
+    parent run in the environment's experiment, its model registered as a version."""
+    from mlops_assets.ml import registry
+
+    def log(result: "TrainResult", windows: "Windows", fingerprint: str) -> "Logged":
         experiment_id = mlflow.experiment_id()
         partition = context.partition_key
-        parent = registry.ensure_partition_run(experiment_id, partition, context.run_id)
-        logged = registry.log_candidate(
+        return registry.log_candidate(
             experiment_id=experiment_id,
             candidate=candidate,
             result=result,
             windows=windows,
             registered_model_name=mlflow.registered_model,
             partition=partition,
-            data_fingerprint=training.data_fingerprint(train),
+            data_fingerprint=fingerprint,
             dagster_run_id=context.run_id,
-            parent_run_id=parent,
+            parent_run_id=registry.ensure_partition_run(experiment_id, partition, context.run_id),
             code_version=version,
             ui_base=mlflow.ui_base,
         )
-        context.add_output_metadata(
-            {
-                **{k: float(v) for k, v in result.metrics.items()},
-                "model_version": logged.version,
-                "mlflow_run": dg.MetadataValue.url(logged.run_url),
-                "reused_logged_run": logged.reused,
-                "train_window": windows.train_label,
-                "holdout_window": windows.holdout_label,
-                "train_rows": result.train_rows,
-                "holdout_rows": result.holdout_rows,
-            }
-        )
-        partition_start = datetime.fromisoformat(partition).date()
-        return model_card_row(spec, candidate, partition_start, windows, result, logged)
 
-    return _candidate
+    return log
 
 
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
