@@ -19,8 +19,12 @@ from mlops_assets.environments import REPO_ROOT
 DEFS = REPO_ROOT / "mlops_assets" / "defs"
 MAX_BODY_LINES = 30
 # The names a decorator of an asset function ends with: ``dg.asset``, ``dg.multi_asset`` and
-# the project's own wrapper of ``dg.asset`` (``stage.asset``).
+# the project's own wrappers of ``dg.asset`` (``_source_asset``: any name ending ``_asset``).
 ASSET_DECORATORS = {"asset", "multi_asset"}
+
+
+def _is_asset_decorator(name: str) -> bool:
+    return name in ASSET_DECORATORS or name.endswith("_asset")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def asset_bodies(source: str, path: Path) -> list[AssetBody]:
     for node in ast.walk(ast.parse(source, str(path))):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        if any(_decorator_name(d) in ASSET_DECORATORS for d in node.decorator_list):
+        if any(_is_asset_decorator(_decorator_name(d)) for d in node.decorator_list):
             first = node.decorator_list[0].lineno
             found.append(AssetBody(path, node.name, first, body_lines(node)))
     return found
