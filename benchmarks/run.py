@@ -88,6 +88,7 @@ def _run_sections(
             "version": info["version"],
             "batch_path": info["batch_path"],
             "repeats": plan.batch_repeats,
+            "compiled_dir": str(work / "scratch" / "compiled"),
         }
         return {
             "endpoint": guarded("endpoint", lambda: bench_endpoint(plan, work, serving, info)),

@@ -101,6 +101,13 @@ def test_batch_inference_scores_the_same_rows_both_ways(run: Run) -> None:
     for path in ("predict_days", "booster_predict"):
         assert positive(batch[path]["seconds"]) and positive(batch[path]["rows_per_s"])
     assert positive(batch["ratio"])
+    # The champion compiled once, then predicting the same rows as the booster.
+    fast = batch["compiled"]
+    assert fast["max_abs_prediction_difference"] <= 1e-9
+    assert fast["verified_max_abs_diff"] <= 1e-9
+    assert positive(fast["rows_per_s"]) and positive(fast["ratio_vs_booster"])
+    assert positive(fast["compile_seconds"])
+    assert "batch_inference_compiled" in {t["name"] for t in run.report["targets"]}
 
 
 def test_orchestration_and_backfill_figures(run: Run) -> None:
