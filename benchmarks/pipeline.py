@@ -280,10 +280,22 @@ def _measure_cycle(
 
     import dagster as dg
 
+    from benchmarks.floor import FLOOR_JOB, floor_definitions, shape
+    from mlops_assets.definitions import CYCLE_JOB
+    from mlops_assets.run_instance import execute_run
     from mlops_assets.runner import RunSummary, run_cycle
 
     settings, day = p.settings, CYCLE_DAY
     inputs = _cycle_inputs(p, day)
+    floor_job = floor_definitions(defs, CYCLE_JOB).resolve_job_def(FLOOR_JOB)
+
+    def floor() -> dict[str, Any]:
+        started = time.perf_counter()
+        result = execute_run(floor_job, instance, partition_key=day.isoformat())
+        wall = time.perf_counter() - started
+        if not result.success:
+            raise BenchError(f"the floor run of {day} failed")
+        return {"seconds": wall}
 
     def through_dagster(on: Any) -> dict[str, Any]:
         runs_before = on.get_runs_count()
@@ -302,9 +314,19 @@ def _measure_cycle(
 
     directly()
     through_dagster(instance)
-    samples: dict[str, list[dict[str, Any]]] = {"dagster": [], "ephemeral": [], "direct": []}
+    floor()
+    samples: dict[str, list[dict[str, Any]]] = {
+        "dagster": [],
+        "ephemeral": [],
+        "direct": [],
+        "floor": [],
+    }
     with dg.DagsterInstance.ephemeral() as in_memory:
-        ways = [("direct", directly), ("dagster", lambda: through_dagster(instance))]
+        ways = [
+            ("direct", directly),
+            ("dagster", lambda: through_dagster(instance)),
+            ("floor", floor),
+        ]
         if ephemeral:
             ways.append(("ephemeral", lambda: through_dagster(in_memory)))
         for _ in range(repeats):
@@ -317,6 +339,8 @@ def _measure_cycle(
         return min(samples[name], key=lambda x: abs(x["seconds"] - middle))
 
     direct, dagster = median_sample("direct"), median_sample("dagster")
+    floor_seconds = median_sample("floor")["seconds"]
+    overhead = dagster["seconds"] - direct["seconds"]
 
     def runs(sample: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -340,7 +364,11 @@ def _measure_cycle(
             "by_stage": {k: _r(v) for k, v in direct.items() if k != "seconds"},
         },
         "ratio": _r(dagster["seconds"] / direct["seconds"], 2),
-        "overhead_seconds": _r(dagster["seconds"] - direct["seconds"]),
+        "overhead_seconds": _r(overhead),
+        "floor_seconds": _r(floor_seconds),
+        "floor_samples": [_r(x["seconds"]) for x in samples["floor"]],
+        "floor_shape": shape(defs, CYCLE_JOB),
+        "overhead_vs_floor": _r(overhead / floor_seconds, 2),
     }
 
 

@@ -92,6 +92,11 @@ def test_endpoint_compares_both_servers_on_the_same_model(run: Run) -> None:
             for field in ("p50_ms", "p99_ms", "rps"):
                 assert positive(figures[field]), (name, phase, field, figures)
             assert figures["p50_ms"] <= figures["p99_ms"]
+        # The fixed-rate p99 is the median of three runs, each listed.
+        fixed = endpoint["servers"][name]["fixed_rate"]
+        runs = fixed["p99_ms_runs"]
+        assert len(runs) == 3 and fixed["p99_ms"] == sorted(runs)[1], fixed
+    assert generator["saturation_connections"] == 16
     assert positive(endpoint["saturation_ratio"])
 
 
@@ -120,6 +125,12 @@ def test_orchestration_and_backfill_figures(run: Run) -> None:
         ), cycle[path]["by_step"]
     assert positive(cycle["direct"]["seconds"]) and positive(cycle["ratio"])
     assert set(cycle["direct"]["by_stage"]) >= {"features", "predictions", "drift_report"}
+    # Dagster's floor: the same graph of trivial assets, run on the same instance.
+    assert cycle["floor_shape"]["assets"] == 10 and cycle["floor_shape"]["checks"] >= 10
+    assert positive(cycle["floor_seconds"]) and len(cycle["floor_samples"]) == cycle["repeats"]
+    assert cycle["overhead_vs_floor"] == pytest.approx(
+        cycle["overhead_seconds"] / cycle["floor_seconds"], rel=0.05, abs=0.02
+    )
     sizes = run.report["run"]["plan"]["cycle_sizes"]
     assert [x["rows"] for x in cycle["by_size"]] == sizes and sizes
     for larger in cycle["by_size"]:
