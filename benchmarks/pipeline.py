@@ -214,6 +214,7 @@ def _pipeline_worker(args: dict[str, Any]) -> dict[str, Any]:
     with watch.stage("training") as extra:
         run_training(defs, instance, partitions, summary=summary)
         extra["partitions"] = len(partitions)
+    fits = _fit_seconds(settings, partitions)
     served_from = first_champion_day(settings)
     if served_from is None:
         raise BenchError(f"training dates {partitions} promoted no champion")
@@ -259,7 +260,32 @@ def _pipeline_worker(args: dict[str, Any]) -> dict[str, Any]:
 
     orchestration = _measure_cycle(p, defs, instance, scratch, args["repeats"])
     watch.close()
-    return {"backfill": backfill, "orchestration": orchestration}
+    trained = watch.stages["training"]["seconds"]
+    training = {
+        "dates": len(partitions),
+        "seconds_per_date": _r(trained / len(partitions)),
+        "fit_seconds_per_date": _r(sum(fits.values()) / len(partitions)),
+        "fit_seconds_by_date": {k: _r(v) for k, v in fits.items()},
+        "other_seconds_per_date": _r((trained - sum(fits.values())) / len(partitions)),
+    }
+    return {"backfill": backfill, "orchestration": orchestration, "training": training}
+
+
+def _fit_seconds(settings: Any, partitions: list[str]) -> dict[str, float]:
+    """The seconds every candidate's fit took, summed per training date, from the runs the
+    candidates logged (their ``fit_seconds`` metric)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is None:
+        raise BenchError(f"no MLflow experiment {settings.mlflow_experiment!r} after training")
+    fits = dict.fromkeys(partitions, 0.0)
+    for run in client.search_runs([experiment.experiment_id], max_results=10_000):
+        partition = run.data.tags.get("partition")
+        if partition in fits and "fit_seconds" in run.data.metrics:
+            fits[partition] += run.data.metrics["fit_seconds"]
+    return fits
 
 
 def _measure_cycle(

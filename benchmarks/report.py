@@ -70,6 +70,10 @@ def _targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             ", ".join(heavy) or "none",
             not heavy,
         )
+    training = results.get("training", {})
+    if "seconds_per_date" in training:
+        per_date = training["seconds_per_date"]
+        add("training", "<= 3 s per training date", f"{per_date:.2f} s", per_date <= 3)
     scale = {s["airings_per_day"]: s for s in results.get("scale", {}).get("sizes", [])}
     if 1_000_000 in scale:
         peak = scale[1_000_000]["peak_rss_mib"]
@@ -105,6 +109,7 @@ SECTION_TITLES = {
     "backfill": "4. Backfill",
     "definitions_load": "5. Definitions load",
     "scale": "6. Scale curve (one day)",
+    "training": "7. Training, per training date",
 }
 
 
@@ -352,6 +357,20 @@ def _render_scale(s: dict[str, Any]) -> list[str]:
     ]
 
 
+def _render_training(s: dict[str, Any]) -> list[str]:
+    return [
+        f"The backfill's training stage ({s['dates']} training date(s), every candidate, MLflow "
+        "logging, the fresh-process serve check, the champion and the decision history): "
+        f"{s['seconds_per_date']:.2f} s per date, of which the candidates' fits "
+        f"{s['fit_seconds_per_date']:.2f} s (their logged `fit_seconds`) and everything else "
+        f"{s['other_seconds_per_date']:.2f} s.",
+        "",
+        *_table(
+            ["training date", "fit seconds"], [[k, v] for k, v in s["fit_seconds_by_date"].items()]
+        ),
+    ]
+
+
 _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "endpoint": _render_endpoint,
     "batch_inference": _render_batch,
@@ -359,6 +378,7 @@ _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "backfill": _render_backfill,
     "definitions_load": _render_definitions,
     "scale": _render_scale,
+    "training": _render_training,
 }
 
 

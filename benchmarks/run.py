@@ -40,7 +40,7 @@ from benchmarks.scale import _scale_worker
 # ``--only`` names: which sections each group produces (they share a world or a worker).
 GROUPS: dict[str, tuple[str, ...]] = {
     "serving": ("endpoint", "batch_inference"),
-    "pipeline": ("orchestration", "backfill"),
+    "pipeline": ("orchestration", "backfill", "training"),
     "definitions": ("definitions_load",),
     "scale": ("scale",),
 }

@@ -137,6 +137,11 @@ def test_orchestration_and_backfill_figures(run: Run) -> None:
         assert larger["dagster"]["runs"] == 1 and positive(larger["ratio"]), larger
     assert "The same cycle at larger volumes" in run.markdown
 
+    training = run.report["training"]
+    assert training["dates"] == len(run.report["backfill"]["training_dates"])
+    assert 0 < training["fit_seconds_per_date"] < training["seconds_per_date"], training
+    assert set(training["fit_seconds_by_date"]) == set(run.report["backfill"]["training_dates"])
+
     backfill = run.report["backfill"]
     assert backfill["days"] == run.report["run"]["plan"]["backfill_days"]
     assert backfill["training_dates"] and backfill["checks_failed"] == 0
@@ -178,7 +183,7 @@ def test_only_runs_the_named_groups(tmp_path: Path) -> None:
     assert report["run"]["only"] == ["definitions"]
     assert positive(report["definitions_load"]["ratio"])
     assert report["definitions_load"]["heavy_modules_imported"] == []
-    skipped = ("endpoint", "batch_inference", "orchestration", "backfill", "scale")
+    skipped = ("endpoint", "batch_inference", "orchestration", "backfill", "scale", "training")
     for key in skipped:
         assert report[key] == {"skipped": "not selected (--only)"}, key
-    assert only.markdown.count("Not run: not selected (--only).") == 5
+    assert only.markdown.count("Not run: not selected (--only).") == 6
