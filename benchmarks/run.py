@@ -123,11 +123,19 @@ def _run_sections(
             )
             for n in plan.scale_sizes
         ]
+        by_size = {size["airings_per_day"]: size for size in sizes}
+        million = by_size.get(1_000_000)
+        one_million = (
+            {"whole_day_seconds": million["seconds"], "peak_rss_mib": million["peak_rss_mib"]}
+            if million
+            else {"not_run": "quick mode measures smaller days only"}
+        )
         return {
             "scale": {
                 "candidate": CHAMPION_CANDIDATE,
                 "max_train_rows": sizes[0]["max_train_rows"],
                 "sizes": sizes,
+                "one_million": one_million,
             }
         }
 
