@@ -24,7 +24,9 @@ def _record_release(settings, release: dict[str, str]) -> str | None:
     result = run_decisions(defs, ensure_instance(settings), release=release)
     if not result.success:
         failures = [
-            e.event_specific_data.error.message.strip()
+            # Dagster types event_specific_data as the union of every event's data: a
+            # STEP_FAILURE event's is a StepFailureData, whose error is set.
+            e.event_specific_data.error.message.strip()  # type: ignore[union-attr]
             for e in result.all_events
             if e.event_type == dg.DagsterEventType.STEP_FAILURE
         ]

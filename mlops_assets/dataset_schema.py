@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -93,7 +94,8 @@ class SpecModel(_Strict):
         "dev/staging/prod for one",
     )
     label_lag_days: int = Field(2, ge=0, strict=True)
-    training: TrainingModel = Field(default_factory=TrainingModel)
+    # pydantic's stubs cannot match a model class to default_factory's two call shapes.
+    training: TrainingModel = Field(default_factory=TrainingModel)  # type: ignore[arg-type]
     source: SourceModel
 
 
@@ -120,7 +122,7 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel]:
     return model
 
 
-def explain(error: dict[str, Any]) -> str:
+def explain(error: Mapping[str, Any]) -> str:
     """One pydantic error as a sentence naming the field, the value and the fix."""
     loc = tuple(p for p in error["loc"] if not isinstance(p, int))
     name = ".".join(str(p) for p in loc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import cast
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -42,7 +43,8 @@ class RunSummary:
         if not result.success:
             self.failed_runs.append(label)
         for event in result.get_asset_materialization_events():
-            key = event.asset_key.to_user_string()
+            # A materialization event always names its asset.
+            key = cast(dg.AssetKey, event.asset_key).to_user_string()
             self.partitions[key] = self.partitions.get(key, 0) + 1
         for evaluation in result.get_asset_check_evaluations():
             if evaluation.passed:
@@ -72,7 +74,8 @@ def failed_days(result: dg.ExecuteInProcessResult) -> dict[str, str]:
         data = event.step_failure_data.user_failure_data
         entry = (data.metadata or {}).get(FAILED_DAYS) if data is not None else None
         if entry is not None:
-            for day, reason in entry.value.items():
+            # The source assets record their failed days as a JSON mapping (day -> reason).
+            for day, reason in cast("dict[str, str]", entry.value).items():
                 days.setdefault(day, reason)
     return days
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import dagster as dg
 
@@ -60,9 +61,15 @@ def _is_polars_frame(_context: dg.TypeCheckContext, value: object) -> dg.TypeChe
 # rather than `pl.DataFrame` so that loading the definitions does not import polars: Dagster
 # evaluates annotations when it decorates (and rejects `Annotated[Any, ...]`), while this type
 # imports polars only to check a value.
-Frame = dg.DagsterType(
-    type_check_fn=_is_polars_frame, name="PolarsDataFrame", description="A polars DataFrame."
-)
+if TYPE_CHECKING:
+    import polars as pl
+
+    # What a type checker sees: the frame itself.
+    Frame: TypeAlias = pl.DataFrame
+else:
+    Frame = dg.DagsterType(
+        type_check_fn=_is_polars_frame, name="PolarsDataFrame", description="A polars DataFrame."
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,8 @@ def clock_from_data(settings: Settings, spec: DatasetSpec) -> Settings:
 
     if settings.as_of is not None or spec.source.kind == "simulator":
         return settings
-    _first, last = source_days(spec)
+    # A file or table source always has a day range (source_days raises when it holds none).
+    _first, last = cast("tuple[date, date]", source_days(spec))
     return replace(settings, as_of=datetime.combine(last + timedelta(days=1), time()))
 
 
@@ -164,7 +172,7 @@ def rule_result(result, *, asset_key=None, check_name=None, sev=None) -> dg.Asse
 def eager_within(days: int) -> dg.AutomationCondition:
     """Eager, but over the last ``days`` partitions rather than only the newest: a day whose
     inputs arrive late (outcomes land days after it) is still picked up."""
-    condition = dg.AutomationCondition.eager()
+    condition: dg.AutomationCondition = dg.AutomationCondition.eager()
     if days > 1:
         window = dg.AutomationCondition.in_latest_time_window(timedelta(days=days))
         condition = condition.replace("in_latest_time_window", window)

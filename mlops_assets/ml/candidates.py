@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlops_assets.dataset import DatasetSpec, SpecError
 from mlops_assets.environments import validate_identifier
@@ -84,7 +84,7 @@ def fit_global_mean(train: pl.DataFrame, spec: DatasetSpec, seed: int) -> Tabula
         kind="global_mean",
         feature_columns=spec.model_feature_columns,
         categories=fit_categories(train, spec.categorical_features),
-        table=np.array(float(train[spec.target].mean())),
+        table=np.array(float(cast(float, train[spec.target].mean()))),
         target=spec.target,
         candidate="global_mean",
     )
@@ -111,7 +111,9 @@ def fit_segment_mean(
 
     cols = segment_columns(spec)
     categories = fit_categories(train, spec.categorical_features)
-    table = np.full(tuple(len(categories[c]) + 1 for c in cols), float(train[spec.target].mean()))
+    table = np.full(
+        tuple(len(categories[c]) + 1 for c in cols), float(cast(float, train[spec.target].mean()))
+    )
     for depth in range(1, len(cols) + 1):
         by = list(cols[:depth])
         stats = (

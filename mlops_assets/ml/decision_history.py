@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -33,7 +33,7 @@ from mlops_assets.ml.promotion import (
 )
 from mlops_assets.ml.selection import beats, relative_improvement
 
-HISTORY_SCHEMA = {
+HISTORY_SCHEMA: dict[str, Any] = {
     "seq": pl.Int64,
     "kind": pl.String,
     "training_date": pl.Date,
@@ -58,7 +58,7 @@ HISTORY_SCHEMA = {
     "incumbent_segments": pl.String,
 }
 
-RELEASE_SCHEMA = {
+RELEASE_SCHEMA: dict[str, Any] = {
     "seq": pl.Int64,
     "effective_from": pl.Date,
     "action": pl.String,
@@ -149,7 +149,8 @@ def decide_history(
         events.append((row["effective_from"], 1, row["seq"], row))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
 
-    state, out = _InForce(), []
+    state = _InForce()
+    out: list[dict[str, Any]] = []
     for effective, kind, _, payload in events:
         before = state.version
         if kind == 0:
@@ -274,7 +275,7 @@ def _training_decision(
         "metric": metric,
         "chosen_score": _finite(chosen.value(metric)) if chosen else None,
         "incumbent_score": _finite(incumbent_score) if incumbent_score is not None else None,
-        "best_baseline_score": float(baselines.min()) if baselines.len() else None,
+        "best_baseline_score": float(cast(float, baselines.min())) if baselines.len() else None,
         "baseline_topped": topped,
         "reason": reason,
         "approved_by": None,
@@ -347,7 +348,7 @@ def release_row(
         raise PromotionError(f"a {action} needs a named person (--approved-by NAME)")
     if action == PROMOTE and not version:
         raise PromotionError("promote needs the model version to make champion")
-    seq = int(releases["seq"].max() or 0) + 1 if releases.height else 1
+    seq = int(cast(int, releases["seq"].max() or 0)) + 1 if releases.height else 1
     row = {
         "seq": seq,
         "effective_from": effective_from,

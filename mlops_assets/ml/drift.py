@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -188,7 +188,7 @@ class DriftResult:
             },
         )
 
-    def metrics(self) -> dict[str, float | int | bool]:
+    def metrics(self) -> dict[str, float | int | bool | str]:
         """The numbers worth plotting, as plain floats and ints (asset metadata)."""
         return {
             "drift_share": round(self.drift_share, 4),
@@ -292,8 +292,8 @@ def _prediction_stats(frame: pl.DataFrame, column: str | None) -> tuple[float, f
     values = values.filter(values.is_finite())
     if values.is_empty():
         return math.nan, math.nan
-    std = values.std()
-    return float(values.mean()), float(std) if std is not None else math.nan
+    std = cast("float | None", values.std())
+    return float(cast(float, values.mean())), float(std) if std is not None else math.nan
 
 
 def _as_pandas(frame: pl.DataFrame, numeric: list[str], categorical: list[str]) -> Any:

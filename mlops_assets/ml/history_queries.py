@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -50,7 +50,7 @@ def current(history: pl.DataFrame) -> str | None:
 
 def first_day_in_force(history: pl.DataFrame) -> date | None:
     served = history.filter(pl.col("to_version").is_not_null())
-    return served["effective_from"].min() if served.height else None
+    return cast(date, served["effective_from"].min()) if served.height else None
 
 
 def plan_rollback(history: pl.DataFrame) -> tuple[str | None, str]:

@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -241,12 +241,12 @@ def day_constant_columns(
         pl.len().alias("__rows__"),
         *[pl.col(c).filter(~drift.missing(reference, c)).n_unique().alias(c) for c in present],
     )
-    if per_day.is_empty() or per_day["__rows__"].max() < 2:
+    if per_day.is_empty() or cast(int, per_day["__rows__"].max()) < 2:
         return []
     found = []
     for column in present:
         values = reference.filter(~drift.missing(reference, column))[column]
-        if per_day[column].max() <= 1 and values.n_unique() > 1:
+        if cast(int, per_day[column].max()) <= 1 and values.n_unique() > 1:
             found.append(column)
     return found
 

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.environments import GateThresholds
 from mlops_assets.ml import gates
+from mlops_assets.ml.gates import GateResult
 from mlops_assets.ml.selection import (
     Decision,
     Entry,
@@ -91,12 +92,12 @@ class Evaluation:
     model_card: str
     # The gates decided on the candidate alone (business benchmark, target leak), and the
     # proposal's evidence for the gates the decision history decides against the incumbent.
-    gates: list[gates.GateResult] = dataclass_field(default_factory=list)
+    gates: list[GateResult] = dataclass_field(default_factory=list)
     segments: list[dict[str, Any]] | None = None
     serving: dict[str, float | None] = dataclass_field(default_factory=dict)
 
     @property
-    def refused_by(self) -> gates.GateResult | None:
+    def refused_by(self) -> GateResult | None:
         return gates.first_refusal(self.gates) if self.decision.promoted else None
 
     @property
@@ -116,7 +117,8 @@ class Evaluation:
 
     def frame(self, cards: pl.DataFrame, effective_from: date) -> pl.DataFrame:
         """The leaderboard rows with the evaluation's columns: the stored ``champion`` value."""
-        proposed = self.decision.chosen.version if self.decision.promoted else None
+        # A promoting decision always chose an entry.
+        proposed = cast(Entry, self.decision.chosen).version if self.decision.promoted else None
         mine = pl.col("model_version") == (proposed or "")
         refused = self.refused_by
 
@@ -236,13 +238,14 @@ def evaluate(
             serves_ok, serves_detail = serve_check.check_serves(
                 registry.tracking_uri,
                 registry.model_name,
-                chosen.version,
+                cast(str, chosen.version),  # entries_from_cards gives every entry a version
                 sample,
                 calls=limits.serving_calls,
             )
     if chosen is not None and serves_ok:
         serving = serve_check.serve_measurements(serves_detail)
-        model = mlreg.load_model_version(registry.model_name, chosen.version, registry.tracking_uri)
+        version = cast(str, chosen.version)
+        model = mlreg.load_model_version(registry.model_name, version, registry.tracking_uri)
         predicted = model.predict(holdout)
         segments = gates.segment_scores(holdout, predicted, spec)
         baseline = decision.best_baseline

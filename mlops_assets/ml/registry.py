@@ -42,6 +42,7 @@ from mlops_assets.ml.training import TrainResult, Windows
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.types.schema import TensorSpec
 
 MODEL_NAME = "model"
 PIP_PACKAGES = ("lightgbm", "pandas", "numpy", "polars", "mlflow")
@@ -244,7 +245,7 @@ def model_signature(model: TabularModel) -> Any:
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         ColSpec("string" if col in model.categories else "double", col)
         for col in model.feature_columns
     ]

@@ -8,13 +8,14 @@ matplotlib is imported inside the figure functions, only when a run is logged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlencode
 
 from mlops_assets.ml.model import TabularModel
 from mlops_assets.ml.training import PREDICTION, TrainResult
 
 if TYPE_CHECKING:
+    import numpy as np
     from matplotlib.figure import Figure
 
 IMPORTANCE_PLOT = "plots/feature_importance.png"
@@ -50,6 +51,11 @@ def _agg_figure(width: float = 7.0, height: float = 4.5) -> Figure:
     return figure
 
 
+def _lookup_table(model: TabularModel) -> np.ndarray:
+    """A baseline's lookup table (``TabularModel`` requires one for every baseline)."""
+    return cast("np.ndarray", model.table)
+
+
 def importance_figure(model: TabularModel, top: int = 20) -> Figure:
     """Gain per feature (LightGBM), mean per segment (segment baseline) or a note (global)."""
     figure = _agg_figure()
@@ -64,7 +70,8 @@ def importance_figure(model: TabularModel, top: int = 20) -> Figure:
     elif model.kind == "segment_mean":
         col = model.segment_columns[0]
         # The last index of every deeper axis holds the first column's own mean.
-        means = model.table[(slice(None), *[-1] * (len(model.segment_columns) - 1))]
+        own_mean: tuple[slice | int, ...] = (slice(None), *[-1] * (len(model.segment_columns) - 1))
+        means = _lookup_table(model)[own_mean]
         labels = [*model.categories[col], "unseen"]
         ax.barh(labels[::-1], means[::-1], color="#55a868")
         ax.set_xlabel(f"mean {model.target}")
@@ -77,7 +84,7 @@ def importance_figure(model: TabularModel, top: int = 20) -> Figure:
         ax.text(
             0.5,
             0.5,
-            f"{model.candidate}: predicts {float(model.table):.2f} {model.target}\n"
+            f"{model.candidate}: predicts {float(_lookup_table(model)):.2f} {model.target}\n"
             "for every event; no features, so no importance",
             ha="center",
             va="center",
