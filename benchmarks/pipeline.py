@@ -126,7 +126,14 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
     import polars as pl
 
     from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks
-    from mlops_assets.ml import business, drift, history_queries, inference, monitoring, registry
+    from mlops_assets.ml import (
+        business,
+        dashboard,
+        history_queries,
+        inference,
+        monitoring,
+        registry,
+    )
     from mlops_assets.ml import features as F
     from mlops_assets.storage import online_store, request_log
     from mlops_assets.storage.sources import read_events, read_outcomes
@@ -168,8 +175,8 @@ def _direct_cycle(p: Any, day: date, inputs: _CycleInputs, scratch: Path) -> dic
         spec, [day], features, predictions, inputs.references, {}, lambda _d: empty, limits
     )
     result = monitored.days[0].result
-    drift.save_report(result, scratch / f"drift_{day}.html")
-    drift.add_to_workspace(result, scratch / "workspace", "bench")
+    dashboard.save_report(result, scratch / f"drift_{day}.html")
+    dashboard.add_to_workspace(result, scratch / "workspace", "bench")
     lap("drift_report")
     log = request_log.read_day(settings.request_log_dir, day)
     if "day" not in log.columns:

@@ -19,7 +19,7 @@ def _scale_worker(args: dict[str, Any]) -> dict[str, Any]:
     import polars as pl
 
     from mlops_assets.dataset_load import load_spec
-    from mlops_assets.ml import drift
+    from mlops_assets.ml import dashboard, drift
     from mlops_assets.ml.candidates import candidate_by_name
     from mlops_assets.ml.features import build_features, label_examples, outcome_stats
     from mlops_assets.ml.inference import PREDICTION, predict_days
@@ -69,7 +69,7 @@ def _scale_worker(args: dict[str, Any]) -> dict[str, Any]:
         result = drift.drift_report(
             reference, current, spec.monitored_numeric, spec.monitored_categorical
         )
-        drift.save_report(result, Path(args["scratch"]) / f"drift_{airings}.html")
+        dashboard.save_report(result, Path(args["scratch"]) / f"drift_{airings}.html")
         extra["rows"] = result.sampled_current
     watch.close()
     peak = _maxrss_bytes()

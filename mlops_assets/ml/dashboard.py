@@ -24,12 +24,14 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.atomic import write_text_atomic
+from mlops_assets.atomic import write_atomic, write_text_atomic
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.ml.business import TOTAL
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from mlops_assets.ml.drift import DriftResult
 
 BUSINESS_TAG = "business"
 BUSINESS_TAB = "Business"
@@ -247,3 +249,37 @@ def publish_dashboard(
 
 def dashboard_url(ui_base: str, project_id: str) -> str:
     return f"{ui_base.rstrip('/')}/projects/{project_id}"
+
+
+# A day's drift report: its HTML file and its run in the workspace -------------------------
+
+
+def _require_snapshot(result: DriftResult) -> Any:
+    if result.snapshot is None:
+        raise ValueError(
+            "this drift result has no Evidently run: no column had values on both sides "
+            f"(empty: {', '.join(result.empty_columns) or 'none'})"
+        )
+    return result.snapshot
+
+
+def save_report(result: DriftResult, html_path: str | Path) -> Path:
+    """Write the Evidently HTML report (megabytes: link it, never inline it) and return its path.
+
+    The file is written aside and renamed, so a crash leaves the previous report intact.
+    """
+    snapshot = _require_snapshot(result)
+    return write_atomic(html_path, lambda tmp: snapshot.save_html(str(tmp)))
+
+
+def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_name: str) -> str:
+    """Add the run to the local Evidently workspace at ``workspace_dir`` (created if needed),
+    in the project named ``project_name`` (created on first use); return the run's id.
+
+    ``evidently ui --workspace <workspace_dir>`` then lists every run of the project. A run named
+    by :func:`drift_report` (``name=``, e.g. the partition's day) replaces the project's earlier
+    run of that name, so re-materializing a day leaves one run for it. The new run is written
+    before the old one is removed, and a file lock serializes writers (so two processes never
+    each create the project).
+    """
+    return add_snapshot(_require_snapshot(result), workspace_dir, project_name)

@@ -28,12 +28,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
 
-from mlops_assets.atomic import write_atomic
 from mlops_assets.dataset import CATEGORICAL, NUMERIC
 
 PREDICTION = "prediction"
@@ -102,10 +100,13 @@ def untested(
 class DriftResult:
     """One drift report: per-column verdicts, the prediction's, and the Evidently run.
 
-    ``snapshot`` is the Evidently ``Snapshot`` (alias ``Run``) to save with :func:`save_report`
-    and :func:`add_to_workspace`; it is None when no column could be tested at all.
-    ``excluded`` are the rows of columns left out (by their rule) and ``target`` the target's
-    row, of the day ``target_day`` (set by ``ml.monitoring``); neither counts in the drift share.
+    ``snapshot`` is the Evidently ``Snapshot`` (alias ``Run``) to save with
+    ``dashboard.save_report`` and ``dashboard.add_to_workspace``; it is None when no column
+    could be tested at all.
+    ``excluded`` are the rows of columns left out (by their rule), ``history`` those of the
+    history features (tested on one value per key and day, so not in the HTML report's run) and
+    ``target`` the target's row, of the day ``target_day`` (all set by ``ml.monitoring``); none
+    of them counts in the drift share, which is the share of the HTML report's columns.
     """
 
     columns: tuple[ColumnDrift, ...]
@@ -122,12 +123,18 @@ class DriftResult:
     excluded: tuple[ColumnDrift, ...] = ()
     target: ColumnDrift | None = None
     target_day: date | None = None
+    history: tuple[ColumnDrift, ...] = ()
 
     @property
     def rows(self) -> tuple[ColumnDrift, ...]:
-        """Every column's row: tested and empty features, excluded ones, target, prediction."""
+        """Every column's row: features tested row by row, history features, excluded ones,
+        the target, the prediction."""
         extra = [r for r in (self.target, self.prediction) if r is not None]
-        return (*self.columns, *self.excluded, *extra)
+        return (*self.columns, *self.history, *self.excluded, *extra)
+
+    @property
+    def history_drifted(self) -> tuple[str, ...]:
+        return tuple(c.column for c in self.history if c.status == STATUS_DRIFT)
 
     @property
     def target_drift(self) -> bool:
@@ -196,6 +203,8 @@ class DriftResult:
             "tested_columns": len(self.tested_columns),
             "empty_columns": len(self.empty_columns),
             "excluded_columns": len(self.excluded),
+            "history_tested_columns": sum(c.status != STATUS_EMPTY for c in self.history),
+            "history_drifted_columns": len(self.history_drifted),
             "target_day": str(self.target_day) if self.target_day else "none landed",
             "target_drift": self.target_drift,
             "target_drift_score": plain(self.target.score if self.target else math.nan),
@@ -220,6 +229,12 @@ class DriftResult:
             f"**{self.n_drifted} of {tested} tested feature columns drifted** "
             f"(share {self.drift_share:.2f}){empty}{left_out}."
         ]
+        if self.history:
+            drifted = ", ".join(self.history_drifted) or "none"
+            lines.append(
+                f"History features (one value per key and day, not in the share): "
+                f"{len(self.history)} tested, drifted: {drifted}."
+            )
         if self.target is not None:
             lines.append(f"Target {self.target.column}: {self.target.rule}, {self.target.status}.")
         if self.prediction is not None:
@@ -459,36 +474,3 @@ def _column_results(snapshot: Any) -> dict[str, tuple[str, float, float, bool]]:
             failed[metric["id"]],
         )
     return results
-
-
-def _require_snapshot(result: DriftResult) -> Any:
-    if result.snapshot is None:
-        raise ValueError(
-            "this drift result has no Evidently run: no column had values on both sides "
-            f"(empty: {', '.join(result.empty_columns) or 'none'})"
-        )
-    return result.snapshot
-
-
-def save_report(result: DriftResult, html_path: str | Path) -> Path:
-    """Write the Evidently HTML report (megabytes: link it, never inline it) and return its path.
-
-    The file is written aside and renamed, so a crash leaves the previous report intact.
-    """
-    snapshot = _require_snapshot(result)
-    return write_atomic(html_path, lambda tmp: snapshot.save_html(str(tmp)))
-
-
-def add_to_workspace(result: DriftResult, workspace_dir: str | Path, project_name: str) -> str:
-    """Add the run to the local Evidently workspace at ``workspace_dir`` (created if needed),
-    in the project named ``project_name`` (created on first use); return the run's id.
-
-    ``evidently ui --workspace <workspace_dir>`` then lists every run of the project. A run named
-    by :func:`drift_report` (``name=``, e.g. the partition's day) replaces the project's earlier
-    run of that name, so re-materializing a day leaves one run for it. The new run is written
-    before the old one is removed, and a file lock serializes writers (so two processes never
-    each create the project).
-    """
-    from mlops_assets.ml.dashboard import add_snapshot
-
-    return add_snapshot(_require_snapshot(result), workspace_dir, project_name)

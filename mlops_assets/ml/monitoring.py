@@ -165,7 +165,7 @@ def drift_report_stage(
         )
         named = tuple(replace(c, rule=rules.get(c.column, c.rule)) for c in result.columns)
         history = history_drift(spec, reference, current, per_key)
-        return replace(result, columns=(*named, *history), excluded=excluded), current
+        return replace(result, columns=named, history=tuple(history), excluded=excluded), current
 
     frames: list[pl.DataFrame] = []
     out: list[DayDrift] = []

@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 
 from mlops_assets.environments import load_settings
-from mlops_assets.ml import drift, monitoring
+from mlops_assets.ml import dashboard, drift, monitoring
 from mlops_assets.simulator import SimulatorConfig, simulate_day
 
 AIRINGS_PER_DAY = 2500
@@ -222,7 +222,7 @@ def test_nothing_testable_is_not_a_pass(
     assert not monitoring.drift_share_rule(result, DEV.drift_share_max).passed
     assert not monitoring.prediction_drift_rule(result).passed
     with pytest.raises(ValueError, match="no Evidently run"):
-        drift.save_report(result, tmp_path / "report.html")
+        dashboard.save_report(result, tmp_path / "report.html")
 
 
 def test_html_and_workspace_hold_the_runs(
@@ -233,7 +233,7 @@ def test_html_and_workspace_hold_the_runs(
 ) -> None:
     from evidently.ui.workspace import Workspace
 
-    html = drift.save_report(daily[SHIFT_DAYS[0]], tmp_path / "reports" / "2025-03-20.html")
+    html = dashboard.save_report(daily[SHIFT_DAYS[0]], tmp_path / "reports" / "2025-03-20.html")
     assert html.stat().st_size > 10_000
     assert "<html" in html.read_text()[:2000].lower()
     assert list(html.parent.iterdir()) == [html]
@@ -244,9 +244,9 @@ def test_html_and_workspace_hold_the_runs(
         for d in (QUIET_DAYS[-1], SHIFT_DAYS[0])
     }
     ws_dir = tmp_path / "evidently"
-    first = {d: drift.add_to_workspace(r, ws_dir, "drift dev") for d, r in named.items()}
-    rerun = drift.add_to_workspace(named[SHIFT_DAYS[0]], ws_dir, "drift dev")
-    other = drift.add_to_workspace(daily[QUIET_DAYS[0]], ws_dir, "drift other")
+    first = {d: dashboard.add_to_workspace(r, ws_dir, "drift dev") for d, r in named.items()}
+    rerun = dashboard.add_to_workspace(named[SHIFT_DAYS[0]], ws_dir, "drift dev")
+    other = dashboard.add_to_workspace(daily[QUIET_DAYS[0]], ws_dir, "drift other")
 
     reopened = Workspace(str(ws_dir))
     projects = reopened.search_project("drift dev")

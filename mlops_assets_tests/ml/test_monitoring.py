@@ -158,6 +158,12 @@ def test_excluded_columns_do_not_count_in_the_drift_share(world, outcomes) -> No
     frame = _report(spec, world, outcomes)
     tested = frame.filter(pl.col("status").is_in(["ok", "drift"]) & (pl.col("kind") != "target"))
     tested = tested.filter(pl.col("kind") != "prediction")
+    # History features have their own verdicts, one value per key and day, outside the share
+    # (the share is that of the HTML report's columns).
+    per_key = pl.col("rule").str.starts_with("monitored: one value per")
+    history = tested.filter(per_key)
+    assert set(history["column"]) == set(spec.history_feature_columns)
+    tested = tested.filter(~per_key)
     features, predictions, reference = world
     result = monitoring.drift_report_stage(
         spec,
@@ -173,6 +179,10 @@ def test_excluded_columns_do_not_count_in_the_drift_share(world, outcomes) -> No
     share = result.days[0].result.drift_share
     assert share == pytest.approx(tested["drifted"].sum() / tested.height)
     assert "weekday" not in result.days[0].result.tested_columns
+    metrics = result.days[0].result.metrics()
+    assert metrics["history_tested_columns"] == history.height
+    assert metrics["history_drifted_columns"] == history["drifted"].sum()
+    assert metrics["tested_columns"] == tested.height
 
 
 def test_day_constant_columns_need_evidence_and_variation() -> None:

@@ -100,11 +100,11 @@ def _read_day(wh, date_column: str, day: date):
 def _publish_day(context: dg.AssetExecutionContext, d, settings, alerts: AlertSinkResource) -> None:
     """Save one day's report (HTML and Evidently workspace), alert when its drift persisted,
     and attach its numbers to its partition (``d``: the day's ``monitoring.DayDrift``)."""
-    from mlops_assets.ml import drift
+    from mlops_assets.ml import dashboard
 
     reports, limits = settings.reports_dir, settings.thresholds
-    html = drift.save_report(d.result, reports / f"drift_{d.day}.html")
-    drift.add_to_workspace(d.result, reports / "workspace", f"mlops_assets_{settings.env}")
+    html = dashboard.save_report(d.result, reports / f"drift_{d.day}.html")
+    dashboard.add_to_workspace(d.result, reports / "workspace", f"mlops_assets_{settings.env}")
     if d.persistent:
         _alert_persistent(alerts, d, limits, context.run_id)
     context.add_asset_metadata(
