@@ -1,7 +1,8 @@
 """The definitions as a whole: `dagster definitions validate -w workspace.yaml` passes,
 build_definitions() loads every stage with its jobs, every asset has a description, owners, kinds
 and a group, every asset check has a description, partitioned assets name their partition column
-and share the warehouse pool, and importing the definitions does not import the data or ML
+and share the warehouse pool (the defaults of `Stage.asset`, checked on an asset of its own),
+and importing the definitions does not import the data or ML
 libraries: mlflow, evidently and lightgbm cost seconds and are only needed when a model is trained
 or a report is built; polars, duckdb, numpy, pandas and pyarrow are only needed when an asset
 runs, and together add about 0.4 s to loading the definitions."""
@@ -16,7 +17,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.defs.common import WAREHOUSE_POOL
+from mlops_assets.defs.common import (
+    SINGLE_RUN,
+    TRAINING_DATE,
+    WAREHOUSE_POOL,
+    Project,
+    Stage,
+    code_version,
+)
 from mlops_assets.defs.feature_refresh.checks import (
     NON_EMPTY,
     NULL_SHARE,
@@ -24,10 +32,11 @@ from mlops_assets.defs.feature_refresh.checks import (
     SCHEMA,
     UNIQUE_KEYS,
 )
-from mlops_assets.environments import REPO_ROOT
-from mlops_assets.storage.io_manager import PARTITION_COLUMN
+from mlops_assets.environments import REPO_ROOT, load_settings
+from mlops_assets.storage.io_manager import COLUMN_SCHEMA, PARTITION_COLUMN
 from mlops_assets.storage.sources import SIMULATOR_KINDS, _kind
 from mlops_assets_tests.helpers import Pipeline, clean_env, copy_dagster_yaml, run_python
+from mlops_assets_tests.worlds import small_spec
 
 FOUNDATION_ASSETS = {
     "raw_events": "sources",
@@ -158,6 +167,36 @@ def test_partitioned_assets_name_their_column_and_pool(defs: dg.Definitions) -> 
             assert node.metadata.get(PARTITION_COLUMN), key
             assert node.pools == {WAREHOUSE_POOL}, key
     assert sorted(partitioned) == sorted(set(FOUNDATION_ASSETS) - {"online_features"})
+
+
+def test_a_stage_asset_carries_the_stage_defaults() -> None:
+    p = Project(settings=load_settings("dev"), spec=small_spec())
+    stage = Stage(p, "sources", ["team:data-engineering"])
+
+    @stage.asset("raw_events", code=("mlops_assets.ml.features",), partitions="daily")
+    def daily() -> None: ...
+
+    @stage.asset("champion", version="v1", partitions="training", kinds={"mlflow"})
+    def weekly() -> None: ...
+
+    @stage.asset("release_decisions", code=("mlops_assets.ml.promotion",))
+    def unpartitioned() -> None: ...
+
+    for made in (daily, weekly, unpartitioned):
+        spec = next(iter(made.specs))
+        assert (spec.group_name, spec.owners) == ("sources", ["team:data-engineering"])
+        assert made.op.pools == {WAREHOUSE_POOL} and COLUMN_SCHEMA in spec.metadata
+    day, week, other = (next(iter(a.specs)) for a in (daily, weekly, unpartitioned))
+    assert daily.partitions_def == p.daily and daily.backfill_policy == SINGLE_RUN
+    assert day.metadata[PARTITION_COLUMN] == p.spec.date_column
+    assert set(day.kinds) == {"duckdb", "polars"}
+    assert day.code_version == code_version("mlops_assets.ml.features")
+    assert weekly.partitions_def == p.training and weekly.backfill_policy is None
+    assert week.metadata[PARTITION_COLUMN] == TRAINING_DATE and week.code_version == "v1"
+    assert set(week.kinds) == {"mlflow"}
+    assert unpartitioned.partitions_def is None and PARTITION_COLUMN not in other.metadata
+    with pytest.raises(ValueError, match="either the code modules or the code version"):
+        stage.asset("raw_events", code=("mlops_assets.ml.features",), version="v1")
 
 
 def test_every_check_has_a_description(defs: dg.Definitions) -> None:

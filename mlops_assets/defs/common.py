@@ -5,16 +5,18 @@ helpers."""
 import hashlib
 import importlib.util
 import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import dagster as dg
 
 from mlops_assets.dataset import DatasetSpec
 from mlops_assets.dataset_load import load_spec
+from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.environments import Settings, load_settings
 from mlops_assets.storage.io_manager import PARTITION_COLUMN
 
@@ -148,6 +150,68 @@ def table_metadata(partition_column: str | None = None, **extra: object) -> dict
     if partition_column:
         meta[PARTITION_COLUMN] = partition_column
     return meta
+
+
+# The column of a training-partitioned table that holds its training date.
+TRAINING_DATE = "training_date"
+DEFAULT_KINDS = frozenset({"duckdb", "polars"})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What the assets of one stage (one folder of ``defs/``) share, so that each asset states
+    only what is its own. :meth:`asset` is ``dg.asset`` with these defaults:
+
+    - the stage's group and owners, and the warehouse pool;
+    - partitions by name: ``"daily"`` (a range of days runs as one run), ``"training"``
+      (training dates) or none;
+    - metadata: the column schema of the table it stores (``table``, by default the asset's
+      name) and, when partitioned, its partition column (the dataset's date column for daily
+      assets, :data:`TRAINING_DATE` for training dates, unless ``partition_column`` says);
+    - the code version hashed from the source of the ``code`` modules (or ``version`` given
+      whole, when it hashes more than modules);
+    - kinds duckdb and polars, unless ``kinds`` says.
+
+    Everything else (ins, deps, checks, automation, description) passes through to
+    ``dg.asset``."""
+
+    project: "Project"
+    group: str
+    owners: Sequence[str]
+
+    def asset(
+        self,
+        name: str,
+        *,
+        code: Sequence[str] = (),
+        version: str | None = None,
+        partitions: Literal["daily", "training"] | None = None,
+        table: str | None = None,
+        partition_column: str | None = None,
+        kinds: frozenset[str] | set[str] = DEFAULT_KINDS,
+        metadata: Mapping[str, object] | None = None,
+        **kwargs: Any,
+    ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+        if bool(code) == (version is not None):
+            raise ValueError(f"{name}: give either the code modules or the code version")
+        p = self.project
+        partitions_def = {"daily": p.daily, "training": p.training, None: None}[partitions]
+        if partitions and partition_column is None:
+            partition_column = p.spec.date_column if partitions == "daily" else TRAINING_DATE
+        return dg.asset(
+            name=name,
+            group_name=self.group,
+            owners=list(self.owners),
+            pool=WAREHOUSE_POOL,
+            kinds=set(kinds),
+            partitions_def=partitions_def,
+            backfill_policy=SINGLE_RUN if partitions == "daily" else None,
+            code_version=version or code_version(*code),
+            metadata=table_metadata(
+                partition_column, **(metadata or {}), **schema_metadata(p.spec, table or name)
+            ),
+            **kwargs,
+        )
 
 
 def severity(strict: bool) -> dg.AssetCheckSeverity:

@@ -5,23 +5,21 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import features_lineage, schema_metadata
+from mlops_assets.defs.catalog import features_lineage
 from mlops_assets.defs.common import (
-    SINGLE_RUN,
-    WAREHOUSE_POOL,
     Frame,
     Project,
+    Stage,
     after_blocking_checks,
     after_latest_blocking_checks,
-    code_version,
     eager_within,
     partition_days,
     project,
-    table_metadata,
 )
 from mlops_assets.defs.feature_refresh.checks import evaluate_feature_checks, feature_check_specs
 from mlops_assets.defs.resources import WarehouseResource
 
+GROUP = "feature_refresh"
 OWNERS = ["team:data-science", "team:data-engineering"]
 
 
@@ -32,17 +30,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         start_offset=-lookback, end_offset=-(spec.label_lag_days + 1)
     )
 
-    @dg.asset(
-        name="outcome_stats",
-        group_name="feature_refresh",
+    @Stage(p, GROUP, OWNERS).asset(
+        "outcome_stats",
+        partitions="daily",
+        code=("mlops_assets.ml.features",),
+        partition_column="day",
         automation_condition=eager_within(spec.label_lag_days + 7),
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version("mlops_assets.ml.features"),
-        metadata=table_metadata("day", **schema_metadata(spec, "outcome_stats")),
         ins={"raw_events": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
         description=p.words(
             "For each day whose {outcome} have landed: how many {events} and how many {outcome} "
@@ -57,20 +50,14 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         except F.DataContractError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
-    @dg.asset(
-        name="features",
-        group_name="feature_refresh",
+    @Stage(p, GROUP, OWNERS).asset(
+        "features",
+        partitions="daily",
+        code=("mlops_assets.ml.features",),
         automation_condition=eager_within(2),
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=48), warn_window=timedelta(hours=30)
         ),
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version("mlops_assets.ml.features"),
-        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "features")),
         ins={
             "raw_events": dg.AssetIn(),
             "outcome_stats": dg.AssetIn(partition_mapping=history_window),
@@ -97,17 +84,11 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         )
         yield from evaluate_feature_checks(p, frame)
 
-    @dg.asset(
-        name="labeled_examples",
-        group_name="feature_refresh",
+    @Stage(p, GROUP, OWNERS).asset(
+        "labeled_examples",
+        partitions="daily",
+        code=("mlops_assets.ml.features",),
         automation_condition=after_blocking_checks(eager_within(spec.label_lag_days + 7)),
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version("mlops_assets.ml.features"),
-        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "labeled_examples")),
         ins={"features": dg.AssetIn(), "raw_outcomes": dg.AssetIn()},
         description=p.words(
             "The features of a day joined with the {outcome} observed for it: what models learn "
@@ -119,16 +100,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
 
         return F.label_examples(spec, features, raw_outcomes)
 
-    @dg.asset(
-        name="online_features",
-        group_name="feature_refresh",
-        automation_condition=after_latest_blocking_checks(dg.AutomationCondition.eager()),
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        "online_features",
+        code=("mlops_assets.ml.features", "mlops_assets.storage.online_store"),
         kinds={"duckdb", "polars", "parquet"},
-        code_version=code_version("mlops_assets.ml.features", "mlops_assets.storage.online_store"),
+        automation_condition=after_latest_blocking_checks(dg.AutomationCondition.eager()),
         deps=["features"],
-        metadata=schema_metadata(spec, "online_features"),
         description=p.words(
             "The latest feature vector for each serving key, published to the online store the "
             "prediction endpoint reads. Refreshed after each day's features."

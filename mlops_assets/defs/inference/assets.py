@@ -4,24 +4,22 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import predictions_lineage, schema_metadata
+from mlops_assets.defs.catalog import predictions_lineage
 from mlops_assets.defs.common import (
-    SINGLE_RUN,
-    WAREHOUSE_POOL,
     Frame,
     Project,
+    Stage,
     after_blocking_checks,
     champion_in_force_mapping,
-    code_version,
     eager_within,
     ignoring_history,
     partition_days,
     project,
     rule_result,
-    table_metadata,
 )
 from mlops_assets.defs.resources import MlflowResource, WarehouseResource
 
+GROUP = "inference"
 OWNERS = ["team:ml-engineering"]
 ONE_PER_ROW = "predictions_one_per_feature_row"
 FINITE = "predictions_finite"
@@ -62,27 +60,20 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     ]
 
-    @dg.asset(
-        name="predictions",
-        group_name="inference",
-        automation_condition=after_blocking_checks(ignoring_history(eager_within(7))),
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=72), warn_window=timedelta(hours=48)
-        ),
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars", "lightgbm"},
-        code_version=code_version(
+    @Stage(p, GROUP, OWNERS).asset(
+        "predictions",
+        partitions="daily",
+        code=(
             "mlops_assets.ml.inference",
             "mlops_assets.ml.promotion",
             "mlops_assets.ml.history_queries",
         ),
-        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "predictions")),
+        kinds={"duckdb", "polars", "lightgbm"},
+        automation_condition=after_blocking_checks(ignoring_history(eager_within(7))),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=72), warn_window=timedelta(hours=48)
+        ),
         ins={"features": dg.AssetIn(), "champion_history": dg.AssetIn()},
-        # The training date whose decision is the latest in force on the day: its update is
-        # what re-predicts the day.
         deps=[dg.AssetDep("champion", partition_mapping=champion_in_force_mapping(p))],
         check_specs=checks,
         description=p.words(
@@ -131,17 +122,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
             [start, end],
         )["m"][0]
 
-    @dg.asset(
-        name="serving_log",
-        group_name="inference",
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version("mlops_assets.storage.request_log"),
+    @Stage(p, GROUP, OWNERS).asset(
+        "serving_log",
+        partitions="daily",
+        code=("mlops_assets.storage.request_log",),
+        partition_column="day",
         automation_condition=dg.AutomationCondition.eager(),
-        metadata=table_metadata("day", **schema_metadata(spec, "serving_log")),
         check_specs=[
             dg.AssetCheckSpec(
                 LOG_COMPLETE,

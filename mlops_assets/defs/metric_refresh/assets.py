@@ -4,21 +4,19 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import business_lineage, schema_metadata
+from mlops_assets.defs.catalog import business_lineage
 from mlops_assets.defs.common import (
-    SINGLE_RUN,
-    WAREHOUSE_POOL,
     Frame,
     Project,
-    code_version,
+    Stage,
     eager_within,
     partition_days,
     project,
     severity,
-    table_metadata,
 )
 from mlops_assets.defs.resources import WarehouseResource
 
+GROUP = "metric_refresh"
 OWNERS = ["team:analytics", "team:product"]
 ERROR_IN_BAND = "model_error_within_band"
 COST_IN_BAND = "cost_per_outcome_within_band"
@@ -54,21 +52,15 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
         ),
     ]
 
-    @dg.asset(
-        name="business_metrics",
-        group_name="metric_refresh",
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version("mlops_assets.ml.business"),
+    @Stage(p, GROUP, OWNERS).asset(
+        "business_metrics",
+        partitions="daily",
+        code=("mlops_assets.ml.business",),
         automation_condition=eager_within(spec.label_lag_days + 7),
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=24 * (spec.label_lag_days + 2)),
             warn_window=timedelta(hours=24 * (spec.label_lag_days + 1)),
         ),
-        metadata=table_metadata(spec.date_column, **schema_metadata(spec, "business_metrics")),
         ins={
             "predictions": dg.AssetIn(),
             "raw_outcomes": dg.AssetIn(),

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import schema_metadata
-from mlops_assets.defs.common import WAREHOUSE_POOL, Frame, Project, code_version, project
+from mlops_assets.defs.common import Frame, Project, Stage, project
 from mlops_assets.defs.resources import AlertSinkResource
 
+GROUP = "metric_refresh"
 OWNERS = ["team:ml-platform"]
 NAME = "pipeline_health"
 SCHEDULE = "pipeline_health_hourly"
@@ -86,18 +86,14 @@ def _states(context: dg.AssetExecutionContext, alerts: AlertSinkResource) -> lis
 
 
 def build_pipeline_health(p: Project) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=NAME,
-        group_name="metric_refresh",
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        NAME,
+        code=("mlops_assets.ml.health",),
         kinds={"dagster", "duckdb"},
-        code_version=code_version("mlops_assets.ml.health"),
-        metadata=schema_metadata(p.spec, NAME),
         description=(
-            "Is the pipeline healthy? One status per stage (Healthy, Warning, Degraded) with the "
-            "reason in business words, rolled up from each asset's latest build, freshness, the "
-            "latest result of each of its checks and the alerts it raised within the alert "
+            "Is the pipeline healthy? One status per stage (Healthy, Warning, Degraded) with "
+            "the reason in business words, rolled up from each asset's latest build, freshness, "
+            "the latest result of each of its checks and the alerts it raised within the alert "
             "cooldown. A snapshot of now: refreshed at the end of the demo and hourly by a "
             "schedule."
         ),

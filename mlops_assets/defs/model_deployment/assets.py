@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    WAREHOUSE_POOL,
     Frame,
     Project,
-    code_version,
+    Stage,
     project,
-    table_metadata,
     when_decided,
 )
 from mlops_assets.defs.model_deployment.checks import (
@@ -25,7 +22,7 @@ from mlops_assets.defs.model_deployment.checks import (
     history_check_results,
     history_check_specs,
 )
-from mlops_assets.defs.model_training.assets import TRAINING_DATE, training_cutoff
+from mlops_assets.defs.model_training.assets import training_cutoff
 from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 from mlops_assets.ml.candidates import CANDIDATES
 from mlops_assets.storage.warehouse import Warehouse
@@ -36,6 +33,7 @@ if TYPE_CHECKING:
     from mlops_assets.ml.deployment import HistoryResult
     from mlops_assets.ml.promotion import Registry
 
+GROUP = "model_deployment"
 OWNERS = ["team:ml-engineering"]
 # The modules whose rules decide a training date's proposal and the champion in force.
 DECISION_CODE = (
@@ -70,16 +68,12 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
 def build_champion(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
 
-    @dg.asset(
-        name="champion",
-        group_name="model_deployment",
-        automation_condition=dg.AutomationCondition.eager(),
-        partitions_def=p.training,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        "champion",
+        partitions="training",
+        code=(*DECISION_CODE,),
         kinds={"mlflow", "duckdb"},
-        code_version=code_version(*DECISION_CODE),
-        metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "champion")),
+        automation_condition=dg.AutomationCondition.eager(),
         ins={c.asset_name: dg.AssetIn() for c in CANDIDATES},
         deps=["labeled_examples"],
         check_specs=champion_check_specs(p),
@@ -131,20 +125,14 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
 def build_releases(p: Project) -> dg.AssetsDefinition:
     settings = p.settings
 
-    @dg.asset(
-        name="release_decisions",
-        group_name="model_deployment",
-        automation_condition=dg.AutomationCondition.on_missing(),
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        "release_decisions",
+        code=("mlops_assets.ml.promotion", "mlops_assets.ml.decision_history"),
         kinds={"duckdb"},
-        code_version=code_version("mlops_assets.ml.promotion", "mlops_assets.ml.decision_history"),
-        metadata=schema_metadata(p.spec, "release_decisions"),
-        description=(
-            "What people decided: every `mlops-assets promote` (with its approver) and "
-            "`mlops-assets rollback`, in the order they were made, with the day from which "
-            "each takes effect. Append-only: materialized without a decision it keeps its rows."
-        ),
+        automation_condition=dg.AutomationCondition.on_missing(),
+        description="What people decided: every `mlops-assets promote` (with its approver) and "
+        "`mlops-assets rollback`, in the order they were made, with the day from which "
+        "each takes effect. Append-only: materialized without a decision it keeps its rows.",
     )
     def release_decisions(config: ReleaseConfig, warehouse: WarehouseResource) -> Frame:
         from mlops_assets.ml import decision_history, promotion
@@ -175,17 +163,15 @@ def build_history(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
 
-    @dg.asset(
-        name="champion_history",
-        group_name="model_deployment",
-        automation_condition=when_decided(),
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"mlflow", "duckdb"},
-        code_version=code_version(
-            *DECISION_CODE, "mlops_assets.ml.decision_history", "mlops_assets.ml.history_queries"
+    @Stage(p, GROUP, OWNERS).asset(
+        "champion_history",
+        code=(
+            *DECISION_CODE,
+            "mlops_assets.ml.decision_history",
+            "mlops_assets.ml.history_queries",
         ),
-        metadata=schema_metadata(spec, "champion_history"),
+        kinds={"mlflow", "duckdb"},
+        automation_condition=when_decided(),
         ins={
             "champion": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
             "release_decisions": dg.AssetIn(),

@@ -4,25 +4,21 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    SINGLE_RUN,
-    WAREHOUSE_POOL,
     Frame,
     Project,
+    Stage,
     after_blocking_checks,
     after_history,
     champion_in_force_mapping,
-    code_version,
     eager_within,
     partition_days,
     project,
-    table_metadata,
 )
 from mlops_assets.defs.model_monitoring.checks import drift_check_results, drift_check_specs
-from mlops_assets.defs.model_training.assets import TRAINING_DATE
 from mlops_assets.defs.resources import AlertSinkResource, MlflowResource, WarehouseResource
 
+GROUP = "model_monitoring"
 OWNERS = ["team:ml-engineering"]
 REFERENCE_ROWS = 5_000
 SEED = 11
@@ -31,21 +27,16 @@ SEED = 11
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec = p.spec
 
-    @dg.asset(
-        name="drift_reference",
-        group_name="model_monitoring",
-        automation_condition=after_blocking_checks(after_history()),
-        partitions_def=p.training,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version(
+    @Stage(p, GROUP, OWNERS).asset(
+        "drift_reference",
+        partitions="training",
+        code=(
             "mlops_assets.ml.reference",
             "mlops_assets.ml.training",
             "mlops_assets.ml.promotion",
             "mlops_assets.ml.history_queries",
         ),
-        metadata=table_metadata(TRAINING_DATE, **schema_metadata(spec, "drift_reference")),
+        automation_condition=after_blocking_checks(after_history()),
         ins={"champion_history": dg.AssetIn()},
         deps=["labeled_examples"],
         description=p.words(
@@ -148,28 +139,18 @@ def build_drift_report(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
 
-    @dg.asset(
-        name="drift_report",
-        group_name="model_monitoring",
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        "drift_report",
+        partitions="daily",
+        code=("mlops_assets.ml.drift", "mlops_assets.ml.monitoring"),
         kinds={"evidently", "duckdb"},
-        code_version=code_version("mlops_assets.ml.drift", "mlops_assets.ml.monitoring"),
+        partition_column="day",
         automation_condition=eager_within(7),
-        metadata=table_metadata("day", **schema_metadata(spec, "drift_report")),
-        # The persistence rule looks back over the previous days: their drift flags are read
-        # from this table or, for a day not reported yet, recomputed from that day's features
-        # and predictions.
-        # The target of day D is the outcomes of D - label_lag_days (landed by the end of D).
         ins={
             "features": dg.AssetIn(),
             "predictions": dg.AssetIn(),
             "raw_outcomes": dg.AssetIn(partition_mapping=landed_by_end_of_day(spec)),
         },
-        # The reference of the champion that made the day's predictions, not of the training
-        # week the day falls in (that one is trained after the day and would redo its report).
         deps=[dg.AssetDep("drift_reference", partition_mapping=champion_in_force_mapping(p))],
         check_specs=drift_check_specs(p),
         description=p.words(

@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    WAREHOUSE_POOL,
     Frame,
     Project,
+    Stage,
     after_blocking_checks,
     code_version,
     project,
-    table_metadata,
 )
 from mlops_assets.defs.resources import MlflowResource
 from mlops_assets.ml.candidates import Candidate, candidates_for
@@ -25,8 +23,8 @@ if TYPE_CHECKING:
     # signatures name `Frame`: Dagster evaluates them when it decorates).
     from mlops_assets.ml.training import LogFn, Logged, TrainResult, Windows
 
+GROUP = "model_training"
 OWNERS = ["team:data-science"]
-TRAINING_DATE = "training_date"
 SEED = 7
 
 
@@ -81,19 +79,15 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
     kinds = {"lightgbm", "mlflow", "duckdb"} if candidate.role == "model" else {"mlflow", "duckdb"}
     version = candidate_code_version(candidate)
 
-    @dg.asset(
-        name=candidate.asset_name,
-        group_name="model_training",
-        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
-        partitions_def=p.training,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        candidate.asset_name,
+        partitions="training",
+        version=version,
         kinds=kinds,
-        code_version=version,
+        metadata={"role": candidate.role},
+        table="candidate",
+        automation_condition=after_blocking_checks(dg.AutomationCondition.eager()),
         tags={"role": candidate.role},
-        metadata=table_metadata(
-            TRAINING_DATE, role=candidate.role, **schema_metadata(spec, "candidate")
-        ),
         ins={"labeled_examples": dg.AssetIn(partition_mapping=training_input_mapping(p))},
         description=p.words(
             f"Candidate model `{candidate.name}` ({candidate.role}): "

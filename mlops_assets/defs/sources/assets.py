@@ -1,23 +1,25 @@
 """Sources: each day's events and, once they land, their observed outcomes."""
 
-from collections.abc import Callable
-
 import dagster as dg
 
-from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    SINGLE_RUN,
-    WAREHOUSE_POOL,
     Frame,
     Project,
-    code_version,
+    Stage,
     partition_days,
     project,
-    table_metadata,
     when_landed,
 )
 
+GROUP = "sources"
 OWNERS = ["team:data-engineering"]
+# What reads a day from the source and checks it against the spec.
+SOURCE_CODE = (
+    "mlops_assets.storage.sources",
+    "mlops_assets.simulator",
+    "mlops_assets.dataset",
+    "mlops_assets.dataset_load",
+)
 # The failure of a range run names its bad days here (day -> reason), so a runner can run the
 # other days again without them.
 FAILED_DAYS = "failed_days"
@@ -55,42 +57,20 @@ def each_day(spec, days, read) -> Frame:
     )
 
 
-def _source_asset(
-    p: Project, name: str, automation: dg.AutomationCondition, description: str
-) -> Callable[..., dg.AssetsDefinition]:
-    """The decorator of a source asset: one daily partition a day, read from the spec's source
-    and checked against it."""
-    return dg.asset(
-        name=name,
-        group_name="sources",
-        automation_condition=automation,
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
-        kinds={"duckdb", "polars"},
-        code_version=code_version(
-            "mlops_assets.storage.sources",
-            "mlops_assets.simulator",
-            "mlops_assets.dataset",
-            "mlops_assets.dataset_load",
-        ),
-        metadata=table_metadata(p.spec.date_column, **schema_metadata(p.spec, name)),
-        description=p.words(description),
-    )
-
-
 def build_assets(p: Project) -> list[dg.AssetsDefinition]:
     spec = p.spec
 
-    @_source_asset(
-        p,
+    @Stage(p, GROUP, OWNERS).asset(
         "raw_events",
-        dg.AutomationCondition.eager(),
-        "Every {event} of the day with its attributes as known when it was booked, one row "
-        "per {event}. Read from the {dataset} source; a day that breaks the dataset spec "
-        "(missing or renamed column, wrong type, no rows) fails with the reason and keeps "
-        "the rows already stored.",
+        partitions="daily",
+        code=SOURCE_CODE,
+        automation_condition=dg.AutomationCondition.eager(),
+        description=p.words(
+            "Every {event} of the day with its attributes as known when it was booked, one row "
+            "per {event}. Read from the {dataset} source; a day that breaks the dataset spec "
+            "(missing or renamed column, wrong type, no rows) fails with the reason and keeps "
+            "the rows already stored."
+        ),
     )
     def raw_events(context: dg.AssetExecutionContext) -> Frame:
         from mlops_assets.storage.sources import read_day
@@ -106,12 +86,15 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
 
         return each_day(spec, partition_days(context), day_events)
 
-    @_source_asset(
-        p,
+    @Stage(p, GROUP, OWNERS).asset(
         "raw_outcomes",
-        when_landed(spec.label_lag_days),
-        "The {outcome} observed for each {event} of the day. They land {lag} days after the "
-        "day, so this partition can only be filled from then on.",
+        partitions="daily",
+        code=SOURCE_CODE,
+        automation_condition=when_landed(spec.label_lag_days),
+        description=p.words(
+            "The {outcome} observed for each {event} of the day. They land {lag} days after the "
+            "day, so this partition can only be filled from then on."
+        ),
     )
     def raw_outcomes(context: dg.AssetExecutionContext) -> Frame:
         from mlops_assets.storage.sources import read_events, read_outcomes

@@ -5,19 +5,16 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.defs.common import (
-    SINGLE_RUN,
-    WAREHOUSE_POOL,
     Project,
-    code_version,
+    Stage,
     partition_days,
     project,
     severity,
-    table_metadata,
 )
 from mlops_assets.defs.resources import WarehouseResource
 
+GROUP = "sources"
 OWNERS = ["team:data-engineering"]
 NAME = "data_profile"
 # The check names are ml.profile's rule names (not imported: it imports polars).
@@ -64,19 +61,13 @@ def build_data_profile(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     window = spec.training.train_days
 
-    @dg.asset(
-        name=NAME,
-        group_name="sources",
-        # Follows each new day's events, like them.
-        automation_condition=dg.AutomationCondition.eager(),
-        partitions_def=p.daily,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
-        owners=OWNERS,
+    @Stage(p, GROUP, OWNERS).asset(
+        NAME,
+        partitions="daily",
+        code=("mlops_assets.ml.profile",),
         kinds={"evidently", "duckdb", "polars"},
-        code_version=code_version("mlops_assets.ml.profile"),
-        metadata=table_metadata("day", **schema_metadata(spec, NAME)),
-        # The day's events and the reference: the training window's length of days before it.
+        partition_column="day",
+        automation_condition=dg.AutomationCondition.eager(),
         deps=[
             dg.AssetDep(
                 "raw_events",
