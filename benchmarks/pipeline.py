@@ -93,7 +93,7 @@ def _cycle_inputs(p: Any, day: date) -> _CycleInputs:
     from mlops_assets.storage.warehouse import Warehouse
 
     spec, settings = p.spec, p.settings
-    wh = Warehouse(settings.warehouse_path, settings.schema)
+    wh = Warehouse.for_settings(settings)
     first = day - timedelta(days=spec.history_lookback_days)
     stats = wh.read("outcome_stats", "day", first, day - timedelta(days=spec.label_lag_days))
     recent = wh.read("features", spec.date_column, day - timedelta(days=6), day)

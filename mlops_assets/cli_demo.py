@@ -157,7 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 run_metrics(defs, instance, settings, served, progress, summary)
         with stage("pipeline health", 1) as progress:
             summary.add(run_health(defs, instance, progress), "pipeline_health")
-    wh = Warehouse(settings.warehouse_path, settings.schema)
+    wh = Warehouse.for_settings(settings)
     print("\nSummary")
     print(f"  runs: {summary.runs}, failed: {len(summary.failed_runs)}")
     for label in summary.failed_runs[:10]:
@@ -172,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"    failed: {failed}")
     _print_leaderboard(wh, settings.schema, p.spec.training.metric)
     _print_monitoring(wh, settings)
-    print(f"  warehouse: {settings.warehouse_path}")
+    print(f"  warehouse: {wh.describe()}")
     print(f"  online store: {settings.online_store_path}")
     print(f"  Dagster home: {settings.dagster_home} (browse with `make dev`)")
     if not args.verbose and library_log.exists() and library_log.stat().st_size:

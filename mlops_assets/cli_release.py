@@ -38,7 +38,7 @@ def _history(settings):
     from mlops_assets.ml import decision_history, promotion
     from mlops_assets.storage.warehouse import Warehouse
 
-    history = Warehouse(settings.warehouse_path, settings.schema).read(promotion.HISTORY_TABLE)
+    history = Warehouse.for_settings(settings).read(promotion.HISTORY_TABLE)
     return history if history.width else decision_history.empty_history()
 
 

@@ -61,7 +61,12 @@ def load_stages() -> dg.Definitions:
 def build_definitions() -> dg.Definitions:
     p = project()
     settings = p.settings
-    database = str(settings.warehouse_path)
+    warehouse = {
+        "database": str(settings.warehouse_path),
+        "schema_name": settings.schema,
+        "catalog": settings.warehouse_catalog,
+        "data_path": settings.warehouse_data_path,
+    }
     stages = load_stages()
     # The data profile costs an Evidently report per day: it is not part of a day's refresh,
     # but of the days that are watched (daily_scoring), and automation builds each new day's.
@@ -70,8 +75,8 @@ def build_definitions() -> dg.Definitions:
     ) - dg.AssetSelection.assets("online_features", "data_profile")
     cross_cutting = dg.Definitions(
         resources={
-            "io_manager": DuckDBPolarsIOManager(database=database, schema_name=settings.schema),
-            "warehouse": WarehouseResource(database=database, schema_name=settings.schema),
+            "io_manager": DuckDBPolarsIOManager(**warehouse),
+            "warehouse": WarehouseResource(**warehouse),
             "alerts": AlertSinkResource(
                 env=settings.env,
                 path=str(settings.alerts_path),

@@ -164,6 +164,11 @@ class Settings:
     # reads it through dg.EnvVar), and the webhook's format (MLOPS_ALERT_WEBHOOK_FORMAT).
     alert_webhook_set: bool = False
     alert_webhook_format: str = "slack"
+    # The warehouse's DuckLake catalog and data path when they are not the embedded ones
+    # (MLOPS_WAREHOUSE_CATALOG: 'postgres:<connection string>' or 'sqlite:<file>';
+    # MLOPS_WAREHOUSE_DATA_PATH: a folder or an object-store URL).
+    warehouse_catalog: str = ""
+    warehouse_data_path: str = ""
 
     @property
     def env_dir(self) -> Path:
@@ -171,7 +176,8 @@ class Settings:
 
     @property
     def warehouse_path(self) -> Path:
-        return self.env_dir / "warehouse.duckdb"
+        """The embedded warehouse's folder: its SQLite catalog and (by default) its Parquet."""
+        return self.env_dir / "warehouse"
 
     @property
     def online_store_path(self) -> Path:
@@ -398,6 +404,8 @@ def load_settings(
         dashboard_url=_parse_url("MLOPS_DASHBOARD_URL"),
         alert_webhook_set=bool(os.environ.get(WEBHOOK_VAR)),
         alert_webhook_format=_parse_webhook_format(os.environ.get(WEBHOOK_FORMAT_VAR)),
+        warehouse_catalog=os.environ.get("MLOPS_WAREHOUSE_CATALOG", ""),
+        warehouse_data_path=os.environ.get("MLOPS_WAREHOUSE_DATA_PATH", ""),
     )
     return check_state_paths(settings)
 

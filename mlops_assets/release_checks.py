@@ -16,7 +16,7 @@ def champion_checks(settings: Settings) -> tuple[str, dict[str, bool]]:
 
     from mlops_assets.storage.warehouse import Warehouse
 
-    history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
+    history = Warehouse.for_settings(settings).read(HISTORY_TABLE)
     decisions = history.filter(pl.col("kind") == TRAINING) if history.width else history
     if decisions.is_empty():
         raise PromotionError(f"{settings.env} has no champion decision: cannot verify its checks")

@@ -134,9 +134,9 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     runner, `dagster asset materialize`, the daemon or the UI), free its pool slots, and return
     what was failed.
 
-    A run whose process is killed stays STARTED and keeps its `warehouse` pool slot, so every
-    later warehouse step of every run would wait for that slot forever. Only on an instance
-    whose runs are processes of this machine (the default run launcher); elsewhere the run
+    A run whose process is killed stays STARTED and keeps its `registry` pool slot, so every
+    later training or deployment step of every run would wait for that slot forever. Only on an
+    instance whose runs are processes of this machine (the default run launcher); elsewhere the run
     launcher's worker health checks of run monitoring do this."""
     if not _local_runs(instance):
         return []

@@ -298,7 +298,7 @@ def refresh_drift_references(
     from mlops_assets.storage.warehouse import Warehouse
 
     settings = project().settings
-    wh = Warehouse(settings.warehouse_path, settings.schema)
+    wh = Warehouse.for_settings(settings)
     history = wh.read(HISTORY_TABLE)
     if not history.width:
         return
@@ -391,5 +391,5 @@ def first_champion_day(settings: Settings) -> date | None:
     from mlops_assets.ml.promotion import HISTORY_TABLE
     from mlops_assets.storage.warehouse import Warehouse
 
-    history = Warehouse(settings.warehouse_path, settings.schema).read(HISTORY_TABLE)
+    history = Warehouse.for_settings(settings).read(HISTORY_TABLE)
     return first_day_in_force(history) if history.width else None

@@ -225,7 +225,7 @@ class Pipeline:
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings.warehouse_path, self.settings.schema)
+        return Warehouse.for_settings(self.settings)
 
     def rows(self, table: str, day: date | None = None, column: str | None = None) -> pl.DataFrame:
         """A table (or one day of it), sorted on every column so frames compare exactly."""

@@ -51,9 +51,10 @@ def test_demo_runs_and_summarizes(pipeline: Pipeline) -> None:
     assert checks and int(checks[1]) > 0 and checks[2] == "0", out
     assert "runs: " in out and "failed: 0" in out
 
-    warehouse = pipeline.data_dir / "dev" / "warehouse.duckdb"
-    assert f"warehouse: {warehouse}" in out
-    assert warehouse.is_file()
+    warehouse = pipeline.data_dir / "dev" / "warehouse"
+    assert f"warehouse: {warehouse / 'data'}/ (catalog {warehouse / 'catalog.sqlite'})" in out
+    assert (warehouse / "catalog.sqlite").is_file()
+    assert list((warehouse / "data").rglob("*.parquet"))
     assert f"online store: {pipeline.data_dir / 'dev' / 'online_store' / 'features.parquet'}" in out
     assert pipeline.rows("raw_events").height == 8 * SMALL_AIRINGS_PER_DAY
 

@@ -77,7 +77,7 @@ def test_every_asset_writing_a_table_declares_its_contract() -> None:
 def test_the_io_manager_refuses_a_frame_breaking_the_contract_and_keeps_the_stored_day(
     tmp_path: Path,
 ) -> None:
-    database = str(tmp_path / "warehouse.duckdb")
+    database = str(tmp_path / "warehouse")
     schema = dg.TableSchema(
         columns=[dg.TableColumn(name=n, type=k) for n, k in DECLARED]  # the contract
     )

@@ -18,9 +18,9 @@ import dagster as dg
 import pytest
 
 from mlops_assets.defs.common import (
+    REGISTRY_POOL,
     SINGLE_RUN,
     TRAINING_DATE,
-    WAREHOUSE_POOL,
     Project,
     Stage,
     code_version,
@@ -84,7 +84,7 @@ def test_the_data_profile_follows_the_events_and_health_is_refreshed_on_purpose(
     assert profile.group_name == "sources"
     assert profile.parent_keys == {dg.AssetKey("raw_events")}
     assert profile.automation_condition is not None
-    assert profile.pools == {WAREHOUSE_POOL}
+    assert profile.pools == set()  # the warehouse takes it beside other writers
     assert {k.name for k in profile.check_keys} == {"segments_present", "no_new_categories"}
 
     def selected(job: str) -> set[str]:
@@ -158,6 +158,8 @@ def test_descriptions_use_the_dataset_words(defs: dg.Definitions) -> None:
 
 
 def test_partitioned_assets_name_their_column_and_pool(defs: dg.Definitions) -> None:
+    """Only the stages that change the registry and the champion share a pool; the warehouse
+    takes the daily stages' writes at once."""
     graph = defs.resolve_asset_graph()
     partitioned = []
     for key in graph.get_all_asset_keys():
@@ -165,13 +167,14 @@ def test_partitioned_assets_name_their_column_and_pool(defs: dg.Definitions) -> 
         if node.partitions_def is not None and key.to_user_string() in FOUNDATION_ASSETS:
             partitioned.append(key.to_user_string())
             assert node.metadata.get(PARTITION_COLUMN), key
-            assert node.pools == {WAREHOUSE_POOL}, key
+        pooled = node.group_name in ("model_training", "model_deployment")
+        assert node.pools == ({REGISTRY_POOL} if pooled else set()), key
     assert sorted(partitioned) == sorted(set(FOUNDATION_ASSETS) - {"online_features"})
 
 
 def test_a_stage_asset_carries_the_stage_defaults() -> None:
     p = Project(settings=load_settings("dev"), spec=small_spec())
-    stage = Stage(p, "sources", ["team:data-engineering"])
+    stage = Stage(p, "sources", ["team:data-engineering"], REGISTRY_POOL)
 
     @stage.asset("raw_events", code=("mlops_assets.ml.features",), partitions="daily")
     def daily() -> None: ...
@@ -185,7 +188,7 @@ def test_a_stage_asset_carries_the_stage_defaults() -> None:
     for made in (daily, weekly, unpartitioned):
         spec = next(iter(made.specs))
         assert (spec.group_name, spec.owners) == ("sources", ["team:data-engineering"])
-        assert made.op.pools == {WAREHOUSE_POOL} and COLUMN_SCHEMA in spec.metadata
+        assert made.op.pools == {REGISTRY_POOL} and COLUMN_SCHEMA in spec.metadata
     day, week, other = (next(iter(a.specs)) for a in (daily, weekly, unpartitioned))
     assert daily.partitions_def == p.daily and daily.backfill_policy == SINGLE_RUN
     assert day.metadata[PARTITION_COLUMN] == p.spec.date_column

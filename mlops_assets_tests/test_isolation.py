@@ -32,7 +32,7 @@ def test_dev_writes_only_under_its_folder(pipeline: Pipeline) -> None:
         assert not (pipeline.data_dir / other).exists()
     written = [p for p in pipeline.data_dir.rglob("*") if p.is_file()]
     env_dir = pipeline.data_dir / env
-    assert env_dir / "warehouse.duckdb" in written
+    assert env_dir / "warehouse" / "catalog.sqlite" in written
     assert env_dir / "online_store" / "features.parquet" in written
     assert env_dir / "dagster_home" / "dagster.yaml" in written
     assert all(p.is_relative_to(env_dir) for p in written)
@@ -47,7 +47,7 @@ def test_environments_keep_separate_warehouses(pipeline: Pipeline) -> None:
 
     run_in(pipeline, "staging")
     staging_rows = pipeline.rows("raw_events")
-    assert pipeline.settings.warehouse_path == pipeline.data_dir / "staging" / "warehouse.duckdb"
+    assert pipeline.settings.warehouse_path == pipeline.data_dir / "staging" / "warehouse"
     assert staging_rows.equals(dev_rows)
     # The staging run touched no file of dev's.
     assert {p: p.stat().st_mtime_ns for p in (pipeline.data_dir / "dev").rglob("*")} == dev_files

@@ -107,7 +107,7 @@ def test_spec_init_csv_runs_through_the_demo_with_the_clock_from_the_data(tmp_pa
     out = demo.stdout
     assert "holds 2012-01-01..2012-01-16 (16 days); clock 2012-01-17 00:00" in out, out
     assert "runs: " in out and "failed: 0" in out, out
-    wh = Warehouse(tmp_path / "data" / "dev" / "warehouse.duckdb", "mlops")
+    wh = Warehouse(tmp_path / "data" / "dev" / "warehouse", "mlops")
     events = wh.read("raw_events")
     assert events.height == 16 * len(HOURS)
     assert events["date_hour_key"].n_unique() == events.height

@@ -1,14 +1,16 @@
-"""The DuckDB warehouse (mlops_assets.storage.warehouse) on real files under tmp_path:
+"""The DuckLake warehouse (mlops_assets.storage.warehouse) on real files under tmp_path:
 replacing a partition is idempotent, rows read back as polars with their dtypes, the partition
 filter selects exactly one day, a process killed between the DELETE and the INSERT leaves the
-previous rows (and a re-run completes), a partition of another shape is refused, and hostile
-identifiers are refused."""
+previous rows (and a re-run completes), a partition of another shape is refused, hostile
+identifiers are refused, every write returns the snapshot it committed and a read at that
+snapshot gives the rows as they were, the extensions come from their packages with auto-install
+and auto-load off, and four processes replacing partitions of one table at once lose and double
+no row."""
 
 from __future__ import annotations
 
 import json
 import signal
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def day_frame(day: date, n: int = 5, version: int = 1) -> pl.DataFrame:
 
 
 def write_day(wh: Warehouse, frame: pl.DataFrame, day: date, table: str = "raw_events") -> int:
-    return wh.replace_partition(table, frame, "air_date", day, day + timedelta(days=1))
+    return wh.replace_partition(table, frame, "air_date", day, day + timedelta(days=1)).rows
 
 
 def read_day(wh: Warehouse, day: date, table: str = "raw_events") -> pl.DataFrame:
@@ -54,7 +56,7 @@ def read_day(wh: Warehouse, day: date, table: str = "raw_events") -> pl.DataFram
 
 @pytest.fixture
 def wh(tmp_path: Path) -> Warehouse:
-    return Warehouse(tmp_path / "warehouse.duckdb", "mlops")
+    return Warehouse(tmp_path / "warehouse", "mlops")
 
 
 def test_replacing_a_partition_twice_is_idempotent(wh: Warehouse) -> None:
@@ -165,7 +167,7 @@ sys.stdout.write("not killed\\n")
 
 
 def test_process_killed_between_delete_and_insert_keeps_previous_rows(tmp_path: Path) -> None:
-    path = tmp_path / "warehouse.duckdb"
+    path = tmp_path / "warehouse"
     code = (
         "import sys; sys.argv[1:] = "
         + json.dumps([str(path), DAY.isoformat()])
@@ -195,7 +197,7 @@ def test_replace_table_and_append(wh: Warehouse) -> None:
 
 def test_read_of_a_missing_table_or_file_is_empty(tmp_path: Path, wh: Warehouse) -> None:
     assert wh.read("raw_events").is_empty()
-    assert not wh.path.exists()
+    assert not wh.exists() and not wh.path.exists()
     write_day(wh, day_frame(DAY), DAY)
     assert wh.read("never_written").is_empty()
     assert not wh.table_exists("never_written")
@@ -214,14 +216,13 @@ def test_hostile_table_names_are_refused(wh: Warehouse, table: str) -> None:
         wh.replace_table(table, day_frame(DAY))
     with pytest.raises((WarehouseError, SettingsError), match="table name"):
         wh.append(table, day_frame(DAY))
-    tables = wh.query("SELECT table_name FROM information_schema.tables")["table_name"].to_list()
-    assert tables == ["raw_events"]
+    assert wh.tables() == ["raw_events"]
     assert read_day(wh, DAY).equals(day_frame(DAY))
 
 
 def test_hostile_schema_and_partition_column_are_refused(tmp_path: Path, wh: Warehouse) -> None:
     with pytest.raises(SettingsError, match="warehouse schema"):
-        Warehouse(tmp_path / "w.duckdb", 'mlops"; DROP SCHEMA main; --')
+        Warehouse(tmp_path / "w", 'mlops"; DROP SCHEMA main; --')
     write_day(wh, day_frame(DAY), DAY)
     frame = day_frame(DAY).rename({"air_date": "air date"})
     with pytest.raises(SettingsError, match="partition column"):
@@ -230,59 +231,95 @@ def test_hostile_schema_and_partition_column_are_refused(tmp_path: Path, wh: War
         wh.read("raw_events", 'air_date" OR 1=1 --', DAY, NEXT)
 
 
-# A second process opening the file once, without retrying: prints "open" or the lock error.
-_OPEN_ONCE = """
-import duckdb, sys
-try:
-    duckdb.connect(sys.argv[1]).close()
-    print("open")
-except duckdb.IOException as exc:
-    print("locked" if "lock" in str(exc).lower() else f"error {exc}")
-"""
+def test_every_write_names_its_snapshot_and_a_read_at_it_gives_the_rows_then(
+    wh: Warehouse,
+) -> None:
+    first = wh.replace_partition("raw_events", day_frame(DAY), "air_date", DAY, NEXT)
+    second = wh.replace_partition("raw_events", day_frame(DAY, version=2), "air_date", DAY, NEXT)
+    assert (first.rows, second.rows) == (5, 5)
+    assert second.snapshot > first.snapshot == wh.current_snapshot() - 1
+    assert read_day(wh, DAY).equals(day_frame(DAY, version=2))
+    then = wh.read("raw_events", "air_date", DAY, NEXT, snapshot=first.snapshot)
+    assert then.sort("airing_id").equals(day_frame(DAY, version=1))
+    with pytest.raises(Exception, match=r"snapshot|version"):
+        wh.read("raw_events", snapshot=second.snapshot + 100)
 
 
-def _other_process_opens(path: Path) -> str:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", _OPEN_ONCE, str(path)],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.stdout.strip() or done.stderr[-500:]
-
-
-def test_calls_share_one_connection_and_release_the_file_after_the_linger(
+def test_extensions_load_from_their_packages_with_auto_install_and_load_off(
     wh: Warehouse,
 ) -> None:
     write_day(wh, day_frame(DAY), DAY)
-    with wh.connect() as first_cursor:
-        shared = wh.shared_connection()
-        assert shared is not None
-        assert first_cursor.execute("SELECT count(*) FROM mlops.raw_events").fetchone() == (5,)
-        # While a call is in progress the file is this process's.
-        assert _other_process_opens(wh.path) == "locked"
-    assert read_day(wh, DAY).height == 5
-    assert wh.shared_connection() is shared, "the next call opened the file again"
-    # Once idle for LINGER_SECONDS the connection closes and another process can open the file.
-    deadline = time.monotonic() + 30
-    while wh.shared_connection() is not None:
-        assert time.monotonic() < deadline, "the idle connection was never closed"
-        time.sleep(0.05)
-    assert _other_process_opens(wh.path) == "open"
+    with wh.connect() as con:
+        settings = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN "
+                "('autoinstall_known_extensions', 'autoload_known_extensions')"
+            ).fetchall()
+        )
+        loaded = dict(
+            con.execute(
+                "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded"
+            ).fetchall()
+        )
+    assert settings == {
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+    }
+    for name, package in (
+        ("ducklake", "duckdb_extension_ducklake"),
+        ("sqlite_scanner", "duckdb_extension_sqlite"),
+    ):
+        assert name in loaded, loaded
+        assert package in str(Path(loaded[name]).resolve()), loaded
 
 
-def test_a_write_after_reads_reopens_the_file_for_writing(wh: Warehouse) -> None:
-    from mlops_assets.storage import warehouse
+# One process replacing its own days of one table, each day several times, printing its
+# commit count.
+_WRITER = """
+import sys
+from datetime import date, timedelta
+from mlops_assets.storage.warehouse import Warehouse
+from mlops_assets_tests.test_warehouse import day_frame, write_day
 
-    write_day(wh, day_frame(DAY), DAY)
-    warehouse.close_all()
-    with wh.connect(read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM mlops.raw_events").fetchone() == (5,)
-    assert (shared := wh.shared_connection()) is not None and shared.read_only
-    assert write_day(wh, day_frame(NEXT), NEXT) == 5
-    assert (shared := wh.shared_connection()) is not None and not shared.read_only
-    assert read_day(wh, NEXT).height == 5
+path, first, days = sys.argv[1], date.fromisoformat(sys.argv[2]), int(sys.argv[3])
+wh = Warehouse(path, "mlops")
+for version in (1, 2, 3):
+    for i in range(days):
+        day = first + timedelta(days=i)
+        assert write_day(wh, day_frame(day, n=5, version=version), day) == 5
+print("done")
+"""
+
+
+def test_four_processes_replacing_partitions_at_once_lose_and_double_no_row(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "warehouse"
+    Warehouse(path, "mlops").replace_partition(
+        "raw_events", day_frame(DAY, n=5), "air_date", DAY, NEXT
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), str(DAY + timedelta(days=1 + 5 * k)), "5"],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    for writer in writers:
+        out, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0 and out.strip() == "done", err[-3000:]
+    wh = Warehouse(path, "mlops")
+    counts = wh.query(
+        "SELECT air_date, count(*) AS n, count(DISTINCT airing_id) AS k, min(spend) AS low "
+        "FROM mlops.raw_events GROUP BY air_date ORDER BY air_date"
+    )
+    assert counts.height == 21
+    assert counts["n"].to_list() == [5] * 21 and counts["k"].to_list() == [5] * 21
+    # Every writer's last version of its days stands; the first day was left alone.
+    assert counts["low"].to_list() == [100.0] + [300.0] * 20

@@ -20,7 +20,11 @@ from mlops_assets.defs.catalog import schema_metadata
 from mlops_assets.environments import Settings, load_settings
 from mlops_assets.storage.io_manager import PARTITION_COLUMN
 
-WAREHOUSE_POOL = "warehouse"
+# The DuckLake warehouse takes several writers at once, so the daily stages run in parallel. The
+# stages that change the model registry and the champion (training, deployment) take this pool,
+# whose limit of 1 (dagster.yaml) keeps one of them at a time: decisions are made in order
+# against the incumbent.
+REGISTRY_POOL = "registry"
 # The layout of the frames assets write; bump it when a table's columns change meaning.
 FORMAT_VERSION = "2"
 
@@ -162,7 +166,8 @@ class Stage:
     """What the assets of one stage (one folder of ``defs/``) share, so that each asset states
     only what is its own. :meth:`asset` is ``dg.asset`` with these defaults:
 
-    - the stage's group and owners, and the warehouse pool;
+    - the stage's group and owners, and its pool (:data:`REGISTRY_POOL` for the stages that
+      change the registry; none for the others);
     - partitions by name: ``"daily"`` (a range of days runs as one run), ``"training"``
       (training dates) or none;
     - metadata: the column schema of the table it stores (``table``, by default the asset's
@@ -178,6 +183,7 @@ class Stage:
     project: "Project"
     group: str
     owners: Sequence[str]
+    pool: str | None = None
 
     def asset(
         self,
@@ -202,7 +208,7 @@ class Stage:
             name=name,
             group_name=self.group,
             owners=list(self.owners),
-            pool=WAREHOUSE_POOL,
+            pool=self.pool,
             kinds=set(kinds),
             partitions_def=partitions_def,
             backfill_policy=SINGLE_RUN if partitions == "daily" else None,

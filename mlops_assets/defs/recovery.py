@@ -1,6 +1,6 @@
 """Dead-run recovery for the daemon: runs whose process is gone (a killed `dagster asset
 materialize`, a run worker lost with its machine's power) are marked failed with the reason and
-their pool slots freed, so the `warehouse` pool never waits on a run that will not end."""
+their pool slots freed, so the `registry` pool never waits on a run that will not end."""
 
 import dagster as dg
 

@@ -27,9 +27,13 @@ class WarehouseResource(dg.ConfigurableResource):
 
     database: str
     schema_name: str = "mlops"
+    catalog: str = ""
+    data_path: str = ""
 
     def get(self) -> Warehouse:
-        return Warehouse(self.database, self.schema_name)
+        return Warehouse(
+            self.database, self.schema_name, catalog=self.catalog, data_path=self.data_path
+        )
 
 
 class MlflowResource(dg.ConfigurableResource):

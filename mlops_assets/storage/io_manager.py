@@ -1,8 +1,13 @@
-"""Dagster IO manager storing polars frames in the DuckDB warehouse, one table per asset.
+"""Dagster IO manager storing polars frames in the DuckLake warehouse, one table per asset.
 
 Partitioned assets name their date column in ``metadata={"partition_column": ...}``; a partition
 (or a range of them) is replaced in one transaction. Reading a range that was never written gives
 the rows that exist, so history windows work from the first day on.
+
+Lineage by snapshot: a step reads each input at the snapshot current when it reads, and its
+materialization records the snapshot its write committed (``ducklake/snapshot``) and the snapshot
+each input was read at (``ducklake/read_snapshots``), so what a partition was computed from can be
+read back as it was (``mlops-assets reproduce``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ if TYPE_CHECKING:
 
 PARTITION_COLUMN = "partition_column"
 COLUMN_SCHEMA = "dagster/column_schema"
+SNAPSHOT = "ducklake/snapshot"
+READ_SNAPSHOTS = "ducklake/read_snapshots"
+
+# (run id, step key) -> {upstream table: snapshot read}, filled by load_input and taken by the
+# same step's handle_output.
+_READS: dict[tuple[str, str], dict[str, int]] = {}
 
 
 def _window(context: dg.InputContext | dg.OutputContext) -> tuple[date, date]:
@@ -30,11 +41,21 @@ def _window(context: dg.InputContext | dg.OutputContext) -> tuple[date, date]:
     return window.start.date(), window.end.date()
 
 
+def _step(context: dg.InputContext | dg.OutputContext) -> tuple[str, str]:
+    step = context.step_context
+    return (step.run_id, step.step.key)
+
+
 class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
-    """Polars frames in and out of ``<schema>.<asset name>`` of one DuckDB file."""
+    """Polars frames in and out of ``<schema>.<asset name>`` of the DuckLake warehouse.
+
+    ``database`` is the embedded warehouse's folder; ``catalog`` and ``data_path``, when set,
+    replace its SQLite catalog and its data folder (see :class:`Warehouse`)."""
 
     database: str
     schema_name: str = "mlops"
+    catalog: str = ""
+    data_path: str = ""
 
     @field_validator("schema_name")
     @classmethod
@@ -43,7 +64,9 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.database, self.schema_name)
+        return Warehouse(
+            self.database, self.schema_name, catalog=self.catalog, data_path=self.data_path
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
         import polars as pl
@@ -61,31 +84,40 @@ class DuckDBPolarsIOManager(dg.ConfigurableIOManager):
                     f"partitioned asset {table} needs metadata {PARTITION_COLUMN!r}"
                 )
             start, end = _window(context)
-            rows = self.warehouse.replace_partition(table, obj, column, start, end)
+            commit = self.warehouse.replace_partition(table, obj, column, start, end)
         else:
-            rows = self.warehouse.replace_table(table, obj)
-        context.add_output_metadata(
-            {
-                "dagster/row_count": rows,
-                "dagster/table_name": f"{self.schema_name}.{table}",
-                "warehouse": dg.MetadataValue.path(str(self.database)),
-            }
-        )
+            commit = self.warehouse.replace_table(table, obj)
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "dagster/row_count": commit.rows,
+            "dagster/table_name": f"{self.schema_name}.{table}",
+            "warehouse": self.warehouse.describe(),
+            SNAPSHOT: commit.snapshot,
+        }
+        reads = _READS.pop(_step(context), None)
+        if reads:
+            metadata[READ_SNAPSHOTS] = dg.MetadataValue.json(reads)
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = context.asset_key.path[-1]
         upstream = context.upstream_output
         column = ((upstream.definition_metadata if upstream else None) or {}).get(PARTITION_COLUMN)
+        warehouse = self.warehouse
+        snapshot = warehouse.current_snapshot()
+        if snapshot is not None and warehouse.table_exists(table):
+            _READS.setdefault(_step(context), {})[table] = snapshot
+        else:
+            snapshot = None
         if context.has_asset_partitions and column:
             if not context.asset_partition_keys:
                 # A history window lying wholly before the first partition maps to no
                 # partition: no rows yet, with the table's columns.
-                return self.warehouse.read(table, column, date.min, date.min)
+                return warehouse.read(table, column, date.min, date.min, snapshot)
             start, end = _window(context)
-            frame = self.warehouse.read(table, column, start, end)
+            frame = warehouse.read(table, column, start, end, snapshot)
             _name_failed_upstream(context, frame, column)
             return frame
-        return self.warehouse.read(table)
+        return warehouse.read(table, snapshot=snapshot)
 
 
 def _check_contract(context: dg.OutputContext, table: str, frame: pl.DataFrame) -> None:

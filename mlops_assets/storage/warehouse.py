@@ -1,22 +1,29 @@
-"""The DuckDB warehouse: one file per environment, one table per asset, partitions by date.
+"""The warehouse: a DuckLake per environment, one table per asset, partitions by date.
+
+DuckLake keeps each table as Parquet files under a data path and records every commit, as a
+numbered snapshot, in a catalog database: SQLite on one machine (several writer processes at
+once), PostgreSQL across machines. DuckDB is the engine; its DuckLake, SQLite and PostgreSQL
+extensions come from their PyPI packages and never from a download
+(:mod:`mlops_assets.storage.extensions`).
 
 A partition is replaced in one transaction (delete its rows, insert the new ones, commit), so a
-crash between the two leaves the previous rows. The partition column is a DATE and the filter
-compares typed dates, so it selects exactly the partition's days.
+crash between the two leaves the previous rows. Two writers committing at once may conflict;
+the loser rolls back and runs its whole transaction again, waiting a little longer each time, so
+no row is lost or doubled. The partition column is a DATE and the filter compares typed dates, so
+it selects exactly the partition's days. Every write returns the snapshot it committed, and a
+read can name the snapshot it reads (``AT (VERSION => n)``).
 
-Opening a DuckDB file costs about 15 ms, and one Dagster step reads its inputs and writes its
-output in several calls. A process therefore shares one connection per file between calls (each
-call gets its own cursor, so transactions and registered frames stay apart) and closes it
-``LINGER_SECONDS`` after the last call ends. Long computation between calls never holds the
-file: another process waiting for it waits at most that much longer.
+A process keeps one DuckDB connection per warehouse (loading the extensions and attaching the
+catalog cost about 0.2 s) and gives each call its own cursor.
 """
 
 from __future__ import annotations
 
 import atexit
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,48 +38,25 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
+    from mlops_assets.environments import Settings
+
+# The name the warehouse is attached under in every connection (and the default catalog of
+# each cursor, so queries name tables ``<schema>.<table>``).
+LAKE = "lake"
+# A commit that loses to another writer's is retried with exponential backoff for this long.
+COMMIT_RETRY_SECONDS = 120.0
+
 
 class WarehouseError(RuntimeError):
     """A write or read the warehouse refuses, with the reason."""
 
 
-# How long a process keeps a warehouse file open after its last call.
-LINGER_SECONDS = 0.25
+@dataclass(frozen=True)
+class Commit:
+    """What one write stored: its row count and the DuckLake snapshot it committed."""
 
-
-class _Shared:
-    """This process's open connection to one warehouse file."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, read_only: bool):
-        self.con = con
-        self.read_only = read_only
-        self.users = 0
-        self.timer: threading.Timer | None = None
-
-
-_SHARED: dict[str, _Shared] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def _close_if_idle(key: str, shared: _Shared) -> None:
-    with _SHARED_LOCK:
-        if _SHARED.get(key) is shared and shared.users == 0:
-            del _SHARED[key]
-            shared.con.close()
-
-
-def close_all() -> None:
-    """Close every idle shared connection of this process now (also done at exit)."""
-    with _SHARED_LOCK:
-        for key, shared in list(_SHARED.items()):
-            if shared.users == 0:
-                if shared.timer is not None:
-                    shared.timer.cancel()
-                del _SHARED[key]
-                shared.con.close()
-
-
-atexit.register(close_all)
+    rows: int
+    snapshot: int
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
@@ -87,74 +71,139 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-class Warehouse:
-    """Reads and writes polars frames in one DuckDB file."""
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
-    def __init__(self, path: str | Path, schema: str = "mlops", lock_timeout_s: float = 180.0):
+
+def _is_conflict(exc: BaseException) -> bool:
+    """A commit another writer's commit beat, or the SQLite catalog busy with one: retry."""
+    import duckdb
+
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and (
+        "failed to commit" in text
+        or "database is locked" in text
+        or "conflict" in text
+        or "busy" in text
+    )
+
+
+_CONNECTIONS: dict[tuple[str, str, bool], duckdb.DuckDBPyConnection] = {}
+# Guards _CONNECTIONS, and each write with its snapshot lookup (DuckDB reports the snapshot a
+# process last committed, not a cursor's).
+_LOCK = threading.RLock()
+
+
+def close_all() -> None:
+    """Close this process's warehouse connections (also done at exit)."""
+    with _LOCK:
+        for con in _CONNECTIONS.values():
+            con.close()
+        _CONNECTIONS.clear()
+
+
+atexit.register(close_all)
+
+
+class Warehouse:
+    """Reads and writes polars frames in one DuckLake.
+
+    ``path`` is the embedded warehouse's folder: its SQLite catalog is ``<path>/catalog.sqlite``
+    and its data ``<path>/data/``. ``catalog`` (``sqlite:<file>`` or ``postgres:<libpq
+    connection string>``) and ``data_path`` (a folder or an object-store URL) replace either.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        schema: str = "mlops",
+        *,
+        catalog: str = "",
+        data_path: str = "",
+    ):
         self.path = Path(path)
         self.schema = validate_identifier(schema, "warehouse schema")
-        self.lock_timeout_s = lock_timeout_s
+        self.catalog = catalog or f"sqlite:{self.path / 'catalog.sqlite'}"
+        self.data_path = data_path or f"{self.path / 'data'}/"
+        kind = self.catalog.split(":", 1)[0]
+        if kind not in ("sqlite", "postgres") or ":" not in self.catalog:
+            raise WarehouseError(
+                f"warehouse catalog {self.catalog!r} is neither 'sqlite:<file>' nor "
+                "'postgres:<connection string>' (MLOPS_WAREHOUSE_CATALOG)"
+            )
+        self.kind = kind
 
-    def shared_connection(self) -> _Shared | None:
-        """This process's open connection to the file, or None once it has closed
-        (``LINGER_SECONDS`` after its last call)."""
-        with _SHARED_LOCK:
-            return _SHARED.get(str(self.path.resolve()))
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Warehouse:
+        """The warehouse of one environment."""
+        return cls(
+            settings.warehouse_path,
+            settings.schema,
+            catalog=settings.warehouse_catalog,
+            data_path=settings.warehouse_data_path,
+        )
 
-    @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on this process's connection to the file, opened (waiting while another
-        process holds the file's lock) unless it is open already."""
-        if read_only and not self.path.exists():
-            raise WarehouseError(f"warehouse {self.path} does not exist yet")
-        key = str(self.path.resolve())
-        with _SHARED_LOCK:
-            shared = _SHARED.get(key)
-            if shared is not None and shared.read_only and not read_only and not shared.users:
-                # A write after reads: reopen the file for writing.
-                if shared.timer is not None:
-                    shared.timer.cancel()
-                del _SHARED[key]
-                shared.con.close()
-                shared = None
-            if shared is None:
-                shared = _SHARED[key] = _Shared(self._open(read_only), read_only)
-            elif shared.read_only and not read_only:
-                raise WarehouseError(
-                    f"warehouse {self.path} is open read-only in this process by another call; "
-                    "a write must wait for it to end"
-                )
-            if shared.timer is not None:
-                shared.timer.cancel()
-                shared.timer = None
-            shared.users += 1
-            cursor = shared.con.cursor()
-        try:
-            yield cursor
-        finally:
-            cursor.close()
-            with _SHARED_LOCK:
-                shared.users -= 1
-                if shared.users == 0:
-                    shared.timer = threading.Timer(LINGER_SECONDS, _close_if_idle, (key, shared))
-                    shared.timer.daemon = True
-                    shared.timer.start()
+    def __repr__(self) -> str:
+        return f"Warehouse(catalog={self.catalog!r}, data_path={self.data_path!r})"
+
+    def describe(self) -> str:
+        """Where the warehouse lives, for messages and metadata (no password)."""
+        if self.kind == "sqlite":
+            return f"{self.data_path} (catalog {self.catalog.split(':', 1)[1]})"
+        shown = " ".join(
+            part
+            for part in self.catalog.split(":", 1)[1].split()
+            if not part.startswith("password")
+        )
+        return f"{self.data_path} (catalog postgres {shown})"
+
+    def exists(self) -> bool:
+        """Whether the catalog exists (a PostgreSQL catalog is assumed to)."""
+        return self.kind != "sqlite" or Path(self.catalog.split(":", 1)[1]).exists()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         import duckdb
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # While another process holds the file's lock, wait 0.05 s, doubling up to 1 s, until
-        # lock_timeout_s has passed; then (or on any other error) raise DuckDB's own error.
+        from mlops_assets.storage.extensions import OBJECT_STORE_PREFIXES, connect
+
+        object_store = self.data_path.startswith(OBJECT_STORE_PREFIXES)
+        con = connect(self.kind, object_store)
+        if self.kind == "sqlite":
+            Path(self.catalog.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        if not object_store:
+            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+        options = f"DATA_PATH {_literal(self.data_path)}" + (", READ_ONLY" if read_only else "")
+        attach = f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({options})"
+        # Several processes creating the same SQLite catalog at once: all but one fail with
+        # "database is locked"; they retry and attach the catalog the first one made.
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+                lambda exc: isinstance(exc, duckdb.Error) and "locked" in str(exc).lower()
             ),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
-            stop=tenacity.stop_after_delay(self.lock_timeout_s),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+            stop=tenacity.stop_after_delay(COMMIT_RETRY_SECONDS),
             reraise=True,
         )
-        return retrying(duckdb.connect, str(self.path), read_only=read_only)
+        retrying(con.execute, attach)
+        return con
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on this process's connection to the warehouse, its default catalog the
+        warehouse (opened and attached unless it is already)."""
+        if read_only and not self.exists():
+            raise WarehouseError(f"warehouse {self.describe()} does not exist yet")
+        key = (self.catalog, self.data_path, read_only)
+        with _LOCK:
+            con = _CONNECTIONS.get(key)
+            if con is None:
+                con = _CONNECTIONS[key] = self._open(read_only)
+            cursor = con.cursor()
+        try:
+            cursor.execute(f"USE {LAKE}")
+            yield cursor
+        finally:
+            cursor.close()
 
     def _table(self, table: str) -> str:
         return f"{_quote(self.schema)}.{_quote(validate_identifier(table, 'table name'))}"
@@ -162,16 +211,29 @@ class Warehouse:
     def _columns(self, con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
         rows = con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [self.schema, table],
+            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [LAKE, self.schema, table],
         ).fetchall()
         return dict(rows)
 
     def table_exists(self, table: str) -> bool:
-        if not self.path.exists():
+        if not self.exists():
             return False
         with self.connect() as con:
             return bool(self._columns(con, table))
+
+    def tables(self) -> list[str]:
+        """The warehouse's tables in its schema, sorted."""
+        if not self.exists():
+            return []
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_catalog = ? AND table_schema = ? ORDER BY table_name",
+                [LAKE, self.schema],
+            ).fetchall()
+        return [name for (name,) in rows]
 
     def _prepare(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
@@ -190,30 +252,48 @@ class Warehouse:
             if name not in existing:
                 con.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN {_quote(name)} {dtype}")
 
-    @contextmanager
-    def _writing(self, frame: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction with ``frame`` registered as ``_incoming``: committed when the block
-        ends, rolled back (the stored rows untouched) if anything in it raises."""
-        with self.connect() as con:
-            con.register("_incoming", frame)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+    def _commit(
+        self, frame: pl.DataFrame, body: Callable[[duckdb.DuckDBPyConnection], None]
+    ) -> Commit:
+        """Run ``body`` in one transaction with ``frame`` registered as ``_incoming`` and commit
+        it: rolled back (the stored rows untouched) if anything in it raises, and run again from
+        the start when the commit loses to another writer's."""
+
+        def attempt() -> Commit:
+            with _LOCK, self.connect() as con:
+                con.register("_incoming", frame)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    body(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    try:
+                        con.execute("ROLLBACK")
+                    except Exception:  # a failed commit has rolled back already
+                        pass
+                    raise
+                row = con.execute(f"FROM ducklake_last_committed_snapshot('{LAKE}')").fetchone()
+            return Commit(frame.height, int(row[0]) if row and row[0] is not None else -1)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_conflict),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
+            stop=tenacity.stop_after_delay(COMMIT_RETRY_SECONDS),
+            reraise=True,
+        )
+        return retrying(attempt)
 
     def _insert(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         con.execute(f"INSERT INTO {self._table(table)} BY NAME SELECT * FROM _incoming")
 
     def replace_partition(
         self, table: str, frame: pl.DataFrame, column: str, start: date, end: date
-    ) -> int:
+    ) -> Commit:
         """Replace the rows with ``start <= column < end`` by ``frame``, atomically."""
         import polars as pl
 
         validate_identifier(column, "partition column")
+        target = self._table(table)
         if column not in frame.columns:
             raise WarehouseError(f"rows for {table} have no partition column {column!r}")
         if frame.height:
@@ -222,29 +302,44 @@ class Warehouse:
                 raise WarehouseError(
                     f"{outside} rows for {table} fall outside the partition [{start}, {end})"
                 )
-        with self._writing(frame) as con:
+
+        def body(con: duckdb.DuckDBPyConnection) -> None:
             self._prepare(con, table, frame)
             con.execute(
-                f"DELETE FROM {self._table(table)} WHERE {_quote(column)} >= ? "
-                f"AND {_quote(column)} < ?",
+                f"DELETE FROM {target} WHERE {_quote(column)} >= ? AND {_quote(column)} < ?",
                 [start, end],
             )
             self._insert(con, table)
-        return frame.height
 
-    def replace_table(self, table: str, frame: pl.DataFrame) -> int:
+        return self._commit(frame, body)
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> Commit:
         """Replace a whole (unpartitioned) table atomically."""
-        with self._writing(frame) as con:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
-            con.execute(f"CREATE OR REPLACE TABLE {self._table(table)} AS SELECT * FROM _incoming")
-        return frame.height
+        target = self._table(table)
 
-    def append(self, table: str, frame: pl.DataFrame) -> int:
+        def body(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _incoming")
+
+        return self._commit(frame, body)
+
+    def append(self, table: str, frame: pl.DataFrame) -> Commit:
         """Append rows (history and log tables)."""
-        with self._writing(frame) as con:
+        validate_identifier(table, "table name")
+
+        def body(con: duckdb.DuckDBPyConnection) -> None:
             self._prepare(con, table, frame)
             self._insert(con, table)
-        return frame.height
+
+        return self._commit(frame, body)
+
+    def current_snapshot(self) -> int | None:
+        """The newest committed snapshot, or None before the catalog exists."""
+        if not self.exists():
+            return None
+        with self.connect() as con:
+            row = con.execute(f"FROM {LAKE}.current_snapshot()").fetchone()
+        return int(row[0]) if row else None
 
     def read(
         self,
@@ -252,17 +347,21 @@ class Warehouse:
         column: str | None = None,
         start: date | None = None,
         end: date | None = None,
+        snapshot: int | None = None,
     ) -> pl.DataFrame:
-        """Rows of a table, optionally ``start <= column < end``; empty if there is no table."""
+        """Rows of a table, optionally ``start <= column < end``, as of ``snapshot`` (the
+        newest when None); empty if there is no table (then or now)."""
         import polars as pl
 
-        validate_identifier(table, "table name")
-        if not self.path.exists():
+        target = self._table(table)
+        if not self.exists():
             return pl.DataFrame()
         with self.connect() as con:
-            if not self._columns(con, table):
+            if snapshot is None and not self._columns(con, table):
                 return pl.DataFrame()
-            query = f"SELECT * FROM {self._table(table)}"
+            query = f"SELECT * FROM {target}"
+            if snapshot is not None:
+                query += f" AT (VERSION => {int(snapshot)})"
             params: list[date | None] = []
             if column is not None:
                 validate_identifier(column, "partition column")
@@ -271,11 +370,11 @@ class Warehouse:
                 query += f" ORDER BY {_quote(column)}"
             return _frame(con.sql(query, params=params or None).to_arrow_table())
 
-    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+    def query(self, sql: str, params: list | None = None, read_only: bool = False) -> pl.DataFrame:
         """Run a read query against the warehouse (tables are ``<schema>.<table>``)."""
         import polars as pl
 
-        if not self.path.exists():
+        if not self.exists():
             return pl.DataFrame()
-        with self.connect() as con:
+        with self.connect(read_only=read_only) as con:
             return _frame(con.sql(sql, params=params).to_arrow_table())

@@ -1,8 +1,7 @@
 """Dead-run recovery under the real daemon: a `dagster asset materialize` run, SIGKILLed by PID
-while it holds the `warehouse` pool slot, stays STARTED with the slot taken; `dagster-daemon run`
-on a Dagster home holding the repository's dagster.yaml (its `recover_dead_runs` sensor running
-by default) marks it failed, naming the process that is gone, and frees the slot, with nothing
-launched by hand."""
+while it holds a features write open, stays STARTED; `dagster-daemon run` on a Dagster home
+holding the repository's dagster.yaml (its `recover_dead_runs` sensor running by default) marks
+it failed, naming the process that is gone, with nothing launched by hand."""
 
 from __future__ import annotations
 
@@ -28,17 +27,17 @@ BIN = Path(sys.executable).parent
 RECOVERY_DEADLINE_S = 240
 
 
-def test_daemon_fails_a_killed_cli_run_and_frees_its_slot(make_pipeline, tmp_path: Path) -> None:
+def test_daemon_fails_a_killed_cli_run(make_pipeline, tmp_path: Path) -> None:
     pipeline = make_pipeline(as_of=FIXED_AS_OF, airings_per_day=100)
     home = tmp_path / "dagster_home"
     copy_dagster_yaml(home)
     env = clean_env(**pipeline.env, DAGSTER_HOME=str(home))
     instance = dg.DagsterInstance.from_config(str(home))
-    storage = instance.event_log_storage
     try:
         holder = _start_holder(env, DAY)
-        _wait_for_line(holder, "holding the warehouse slot", HOLD_DEADLINE_S)
-        [held_by] = storage.get_concurrency_info("warehouse").active_run_ids
+        _wait_for_line(holder, "holding a features write open", HOLD_DEADLINE_S)
+        started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+        [held_by] = [run.run_id for run in instance.get_runs(filters=started)]
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
         assert instance.get_run_by_id(held_by).status == dg.DagsterRunStatus.STARTED
@@ -59,6 +58,6 @@ def test_daemon_fails_a_killed_cli_run_and_frees_its_slot(make_pipeline, tmp_pat
             assert RECOVERY_SENSOR in daemon.log
         message = instance.all_logs(held_by, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].message
         assert f"the process {holder.pid}" in message and "is gone" in message, message
-        assert held_by not in storage.get_concurrency_info("warehouse").active_run_ids
+        assert not instance.get_runs(filters=started)
     finally:
         instance.dispose()

@@ -24,7 +24,7 @@ from dagster_postgres import (
     PostgresScheduleStorage,
 )
 
-from mlops_assets.defs.common import WAREHOUSE_POOL
+from mlops_assets.defs.common import REGISTRY_POOL
 from mlops_assets.defs.feature_refresh.checks import POINT_IN_TIME
 from mlops_assets.runner import ALL_DAILY
 from mlops_assets_tests.deploy.harness import (
@@ -103,8 +103,8 @@ def test_pipeline_runs_are_recorded_in_postgres(
         check = dg.AssetCheckKey(dg.AssetKey("features"), POINT_IN_TIME)
         records = reader.event_log_storage.get_asset_check_execution_history(check, limit=10)
         assert AssetCheckExecutionRecordStatus.SUCCEEDED in {r.status for r in records}
-        # The steps claimed slots of the "warehouse" pool, whose limit is the file's default.
-        pool = reader.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+        # The "registry" pool has the file's default limit, and no slot is left claimed.
+        pool = reader.event_log_storage.get_concurrency_info(REGISTRY_POOL)
         assert (pool.limit, pool.claimed_slots) == (1, [])
 
     # And the rows are in Postgres' own tables, read with psycopg2 as the deployment's login.

@@ -197,7 +197,7 @@ class World:
 
     def read(self, table: str) -> pl.DataFrame:
         """A warehouse table, read from this world's file whatever MLOPS_* currently say."""
-        return Warehouse(self.pipeline.data_dir / "dev" / "warehouse.duckdb").read(table)
+        return Warehouse(self.pipeline.data_dir / "dev" / "warehouse").read(table)
 
     def history(self) -> pl.DataFrame:
         return self.read("champion_history")

@@ -59,7 +59,7 @@ def prod(
 
 
 def _history(data_dir: Path) -> pl.DataFrame:
-    return Warehouse(data_dir / "prod" / "warehouse.duckdb").read("champion_history")
+    return Warehouse(data_dir / "prod" / "warehouse").read("champion_history")
 
 
 def test_a_prod_demo_proposes_and_moves_no_alias(prod) -> None:

@@ -51,7 +51,7 @@ class Rollbacks:
 
 
 def history(data_dir: Path) -> pl.DataFrame:
-    return Warehouse(data_dir / "dev" / "warehouse.duckdb").read("champion_history")
+    return Warehouse(data_dir / "dev" / "warehouse").read("champion_history")
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ class World:
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.env_dir / "warehouse.duckdb")
+        return Warehouse(self.env_dir / "warehouse")
 
     def bind(self, monkeypatch: pytest.MonkeyPatch) -> World:
         self.pipeline.bind(monkeypatch)

@@ -29,7 +29,7 @@ COUNTERS = {
 
 def _business(environment: Environment) -> pl.DataFrame:
     settings = load_settings(data_dir=environment.data_dir, dataset=environment.dataset)
-    return Warehouse(str(settings.warehouse_path), settings.schema).read("business_metrics")
+    return Warehouse.for_settings(settings).read("business_metrics")
 
 
 def _card(page: Page, title: str):
@@ -89,7 +89,7 @@ def test_a_days_data_profile_opens_from_its_asset_page(
 ) -> None:
     day = DAYS[-1]  # the setup profiles the day it reports drift on
     settings = load_settings(data_dir=environment.data_dir, dataset=environment.dataset)
-    events = Warehouse(str(settings.warehouse_path), settings.schema).read(
+    events = Warehouse.for_settings(settings).read(
         "raw_events", "air_date", day, day + timedelta(days=1)
     )
     assert events.height > 0

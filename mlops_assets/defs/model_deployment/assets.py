@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from mlops_assets.defs.common import (
+    REGISTRY_POOL,
     Frame,
     Project,
     Stage,
@@ -68,7 +69,7 @@ def build_assets(p: Project) -> list[dg.AssetsDefinition]:
 def build_champion(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
 
-    @Stage(p, GROUP, OWNERS).asset(
+    @Stage(p, GROUP, OWNERS, REGISTRY_POOL).asset(
         "champion",
         partitions="training",
         code=(*DECISION_CODE,),
@@ -125,7 +126,7 @@ def build_champion(p: Project) -> dg.AssetsDefinition:
 def build_releases(p: Project) -> dg.AssetsDefinition:
     settings = p.settings
 
-    @Stage(p, GROUP, OWNERS).asset(
+    @Stage(p, GROUP, OWNERS, REGISTRY_POOL).asset(
         "release_decisions",
         code=("mlops_assets.ml.promotion", "mlops_assets.ml.decision_history"),
         kinds={"duckdb"},
@@ -163,7 +164,7 @@ def build_history(p: Project) -> dg.AssetsDefinition:
     spec, settings = p.spec, p.settings
     limits = settings.thresholds
 
-    @Stage(p, GROUP, OWNERS).asset(
+    @Stage(p, GROUP, OWNERS, REGISTRY_POOL).asset(
         "champion_history",
         code=(
             *DECISION_CODE,

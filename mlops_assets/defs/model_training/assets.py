@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from mlops_assets.defs.common import (
+    REGISTRY_POOL,
     Frame,
     Project,
     Stage,
@@ -79,7 +80,7 @@ def build_candidate_asset(p: Project, candidate: Candidate) -> dg.AssetsDefiniti
     kinds = {"lightgbm", "mlflow", "duckdb"} if candidate.role == "model" else {"mlflow", "duckdb"}
     version = candidate_code_version(candidate)
 
-    @Stage(p, GROUP, OWNERS).asset(
+    @Stage(p, GROUP, OWNERS, REGISTRY_POOL).asset(
         candidate.asset_name,
         partitions="training",
         version=version,
