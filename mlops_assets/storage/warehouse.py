@@ -172,7 +172,11 @@ class Warehouse:
             Path(self.catalog.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         if not object_store:
             Path(self.data_path).mkdir(parents=True, exist_ok=True)
-        options = f"DATA_PATH {_literal(self.data_path)}" + (", READ_ONLY" if read_only else "")
+        # No rows inlined into the catalog: every row is Parquet under the data path, and a write
+        # touches the catalog only when it commits (with inlined rows, an open transaction that
+        # deleted some holds the SQLite catalog's lock and stops every other writer).
+        options = f"DATA_PATH {_literal(self.data_path)}, DATA_INLINING_ROW_LIMIT 0"
+        options += ", READ_ONLY" if read_only else ""
         attach = f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({options})"
         # Several processes creating the same SQLite catalog at once: all but one fail with
         # "database is locked"; they retry and attach the catalog the first one made.
@@ -281,7 +285,17 @@ class Warehouse:
             stop=tenacity.stop_after_delay(COMMIT_RETRY_SECONDS),
             reraise=True,
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except Exception as exc:
+            if not _is_conflict(exc):
+                raise
+            raise WarehouseError(
+                f"the write kept conflicting with other writers of {self.describe()} for "
+                f"{COMMIT_RETRY_SECONDS:.0f} s ({exc}); a SQLite catalog holds its lock from a "
+                "write's first statement to its commit, so a writer stalled mid-write stops the "
+                "others: end or kill it (its rows are rolled back), then run this again"
+            ) from exc
 
     def _insert(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         con.execute(f"INSERT INTO {self._table(table)} BY NAME SELECT * FROM _incoming")
