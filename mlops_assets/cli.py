@@ -1,6 +1,6 @@
 """The `mlops-assets` command: its parser, and the small commands (``spec init``, ``serve``,
 ``bench``). The demo is :mod:`mlops_assets.cli_demo`; ``promote`` and ``rollback`` are
-:mod:`mlops_assets.cli_release`.
+:mod:`mlops_assets.cli_release`; ``sql`` and ``maintain`` are :mod:`mlops_assets.cli_warehouse`.
 """
 
 from __future__ import annotations
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote.add_argument("--env", choices=("dev", "staging", "prod"), help="with --training-date")
     promote.set_defaults(func=cmd_promote)
+    from mlops_assets.cli_warehouse import add_parsers
+
+    add_parsers(sub)
     bench = sub.add_parser(
         "bench", help="benchmark the endpoint, batch path, orchestration, backfill and scale"
     )

@@ -125,6 +125,9 @@ class Warehouse:
         self.schema = validate_identifier(schema, "warehouse schema")
         self.catalog = catalog or f"sqlite:{self.path / 'catalog.sqlite'}"
         self.data_path = data_path or f"{self.path / 'data'}/"
+        # The embedded warehouse's data is always its folder's data/, wherever the folder moved
+        # (DuckLake keeps file paths relative to the data path).
+        self._embedded_data = not data_path
         kind = self.catalog.split(":", 1)[0]
         if kind not in ("sqlite", "postgres") or ":" not in self.catalog:
             raise WarehouseError(
@@ -177,6 +180,7 @@ class Warehouse:
         # deleted some holds the SQLite catalog's lock and stops every other writer).
         options = f"DATA_PATH {_literal(self.data_path)}, DATA_INLINING_ROW_LIMIT 0"
         options += ", READ_ONLY" if read_only else ""
+        options += ", OVERRIDE_DATA_PATH true" if self._embedded_data else ""
         attach = f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({options})"
         # Several processes creating the same SQLite catalog at once: all but one fail with
         # "database is locked"; they retry and attach the catalog the first one made.
