@@ -61,8 +61,9 @@ def referenced_snapshots(instance: dg.DagsterInstance, since: datetime) -> set[i
             for record in page.records:
                 event = record.asset_materialization
                 metadata = event.metadata if event is not None else {}
-                if SNAPSHOT in metadata and isinstance(metadata[SNAPSHOT].value, int):
-                    found.add(metadata[SNAPSHOT].value)
+                written = metadata[SNAPSHOT].value if SNAPSHOT in metadata else None
+                if isinstance(written, int):
+                    found.add(written)
                 reads = metadata.get(READ_SNAPSHOTS)
                 if reads is not None and isinstance(reads.value, dict):
                     found.update(int(v) for v in reads.value.values())
