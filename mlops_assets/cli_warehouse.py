@@ -1,5 +1,6 @@
 """``mlops-assets sql`` (a read-only query against an environment's warehouse, printed as CSV or
-JSON) and ``mlops-assets maintain`` (merge small files, expire old snapshots)."""
+JSON), ``mlops-assets maintain`` (merge small files, expire old snapshots) and ``mlops-assets
+reproduce`` (predict a past batch prediction again from its recorded snapshot and model)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,41 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import json
+    from datetime import date
+
+    import dagster as dg
+
+    from mlops_assets.defs.common import project
+    from mlops_assets.reproduce import ReproduceError, reproduce_batch
+
+    p = project()
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"error: --date {args.date!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    with dg.DagsterInstance.from_config(str(p.settings.dagster_home)) as instance:
+        try:
+            answer = reproduce_batch(p.settings, p.spec, instance, day, args.event_key)
+        except ReproduceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(answer, indent=2, default=str))
+    return 0 if answer["match"] else 1
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="predict a past batch prediction again from its recorded features snapshot and "
+        "model version; exit 0 only on a match",
+    )
+    reproduce.add_argument("--date", required=True, help="the prediction's day, YYYY-MM-DD")
+    reproduce.add_argument("--event-key", required=True, help="the event's key")
+    reproduce.add_argument("--env", choices=("dev", "staging", "prod"), help="environment")
+    reproduce.set_defaults(func=cmd_reproduce, env_flag=True)
     sql = sub.add_parser("sql", help="run a read-only SQL query against an environment's warehouse")
     sql.add_argument("query", help='e.g. "SELECT count(*) FROM mlops.predictions"')
     sql.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (MLOPS_ENV)")

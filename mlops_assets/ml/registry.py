@@ -416,6 +416,12 @@ def _model_version(name: str, version: str, tracking_uri: str | None) -> Any:
         raise
 
 
+def version_artifact_uri(name: str, version: str, tracking_uri: str | None = None) -> str:
+    """Where a registered version's artifacts are stored."""
+    _model_version(name, version, tracking_uri)
+    return _client(tracking_uri).get_model_version_download_uri(name, str(version))
+
+
 def load_model_version(name: str, version: str, tracking_uri: str | None = None) -> TabularModel:
     """Download a registered version's artifacts and load its TabularModel."""
     import mlflow.artifacts
