@@ -1,7 +1,7 @@
 """The definitions as a whole: `dagster definitions validate -w workspace.yaml` passes,
 build_definitions() loads every stage with its jobs, every asset has a description, owners, kinds
 and a group, every asset check has a description, partitioned assets name their partition column
-and share the warehouse pool (the defaults of `Stage.asset`, checked on an asset of its own),
+and take their stage's pool (the defaults of `Stage.asset`, checked on an asset of its own),
 and importing the definitions does not import the data or ML
 libraries: mlflow, evidently and lightgbm cost seconds and are only needed when a model is trained
 or a report is built; polars, duckdb, numpy, pandas and pyarrow are only needed when an asset

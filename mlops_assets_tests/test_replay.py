@@ -184,7 +184,9 @@ PER_DAY = ("predictions", "drift_report", "data_profile", "business_metrics")
 def partition_metadata(p: Pipeline, names: dict[str, str], pattern) -> dict:
     """The metadata of the latest materialization of each partition of the per-day assets:
     what a range run attaches to each day must be what that day alone attaches. Paths are
-    taken relative to the data folder; what the IO manager adds about the table is dropped."""
+    taken relative to the data folder; what the IO manager adds about the table (its name, row
+    count, the DuckLake snapshots written and read: storage bookkeeping, numbered in commit
+    order) is dropped."""
     root = str(p.data_dir)
     out = {}
     for asset in PER_DAY:
@@ -195,7 +197,7 @@ def partition_metadata(p: Pipeline, names: dict[str, str], pattern) -> dict:
             event = record.asset_materialization
             values = {}
             for key, value in event.metadata.items():
-                if key.startswith("dagster/") or key == "warehouse":
+                if key.startswith(("dagster/", "ducklake/")) or key == "warehouse":
                     continue
                 raw = value.value
                 if key == "model_versions":

@@ -34,6 +34,7 @@ def cli(world: World, *args: str) -> subprocess.CompletedProcess:
 def test_fifty_predictions_reproduce_from_their_snapshots_after_a_recompute(
     scored: Scored, no_signal: NoSignal, world: World
 ) -> None:
+    world.bind()
     settings, spec = world.pipeline.settings, world.pipeline.spec
     original = scored.predictions
     sample = random.Random(16).sample(range(original.height), 50)
@@ -61,6 +62,7 @@ def test_fifty_predictions_reproduce_from_their_snapshots_after_a_recompute(
 def test_the_command_prints_the_chain_and_names_a_missing_artifact(
     scored: Scored, no_signal: NoSignal, world: World
 ) -> None:
+    world.bind()
     spec = world.pipeline.spec
     row = scored.predictions.row(0, named=True)
     day, key = row[spec.date_column].isoformat(), str(row[spec.event_key])
