@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -61,7 +62,13 @@ def extension_directory() -> Path:
     version = duckdb.__version__
     platform = duckdb.execute("PRAGMA platform").fetchone()
     assert platform is not None
-    root = Path(tempfile.gettempdir()) / f"mlops-assets-duckdb-extensions-{os.getuid()}"
+    # Inside the environment DuckDB is installed in (beside the packages it links to), or, when
+    # that is not writable, in the user's temporary folder.
+    root = Path(sys.prefix) / "share" / "mlops-assets" / "duckdb-extensions"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        root = Path(tempfile.gettempdir()) / f"mlops-assets-duckdb-extensions-{os.getuid()}"
     target = root / f"v{version}" / str(platform[0])
     target.mkdir(parents=True, exist_ok=True)
     for name, (_, _, canonical) in PACKAGES.items():

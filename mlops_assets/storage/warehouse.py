@@ -88,6 +88,44 @@ def _is_conflict(exc: BaseException) -> bool:
     )
 
 
+# What a process attaching a catalog another one is creating fails with.
+_CREATING = ("locked", "duplicate key", "already exists")
+
+
+def _use_wal(catalog_file: Path) -> None:
+    """Put the SQLite catalog in write-ahead-log mode (kept in the file): readers then never wait
+    for a committing writer, and writers wait for each other only while one commits."""
+    import sqlite3
+
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(sqlite3.OperationalError),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+        stop=tenacity.stop_after_delay(COMMIT_RETRY_SECONDS),
+        reraise=True,
+    ):
+        with attempt:
+            con = sqlite3.connect(catalog_file, timeout=30)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+            finally:
+                con.close()
+
+
+def _busy(exc: BaseException) -> bool:
+    import duckdb
+
+    return isinstance(exc, duckdb.Error) and "database is locked" in str(exc).lower()
+
+
+# A read run again while the SQLite catalog is busy with another process's commit.
+_busy_retried = tenacity.retry(
+    retry=tenacity.retry_if_exception(_busy),
+    wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+    stop=tenacity.stop_after_delay(COMMIT_RETRY_SECONDS),
+    reraise=True,
+)
+
+
 _CONNECTIONS: dict[tuple[str, str, bool], duckdb.DuckDBPyConnection] = {}
 # Guards _CONNECTIONS, and each write with its snapshot lookup (DuckDB reports the snapshot a
 # process last committed, not a cursor's).
@@ -184,15 +222,23 @@ class Warehouse:
         attach = f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({options})"
         # Several processes creating the same SQLite catalog at once: all but one fail with
         # "database is locked"; they retry and attach the catalog the first one made.
+        # (With a PostgreSQL catalog the losers fail on a duplicate key of its new tables.)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, duckdb.Error) and "locked" in str(exc).lower()
+                lambda exc: (
+                    isinstance(exc, duckdb.Error)
+                    and any(
+                        t in str(exc).lower() for t in ("locked", "duplicate key", "already exists")
+                    )
+                )
             ),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
             stop=tenacity.stop_after_delay(COMMIT_RETRY_SECONDS),
             reraise=True,
         )
         retrying(con.execute, attach)
+        if self.kind == "sqlite" and not read_only:
+            _use_wal(Path(self.catalog.split(":", 1)[1]))
         return con
 
     @contextmanager
@@ -225,12 +271,14 @@ class Warehouse:
         ).fetchall()
         return dict(rows)
 
+    @_busy_retried
     def table_exists(self, table: str) -> bool:
         if not self.exists():
             return False
         with self.connect() as con:
             return bool(self._columns(con, table))
 
+    @_busy_retried
     def tables(self) -> list[str]:
         """The warehouse's tables in its schema, sorted."""
         if not self.exists():
@@ -351,6 +399,7 @@ class Warehouse:
 
         return self._commit(frame, body)
 
+    @_busy_retried
     def current_snapshot(self) -> int | None:
         """The newest committed snapshot, or None before the catalog exists."""
         if not self.exists():
@@ -359,6 +408,7 @@ class Warehouse:
             row = con.execute(f"FROM {LAKE}.current_snapshot()").fetchone()
         return int(row[0]) if row else None
 
+    @_busy_retried
     def read(
         self,
         table: str,
@@ -377,17 +427,22 @@ class Warehouse:
         with self.connect() as con:
             if snapshot is None and not self._columns(con, table):
                 return pl.DataFrame()
-            query = f"SELECT * FROM {target}"
-            if snapshot is not None:
-                query += f" AT (VERSION => {int(snapshot)})"
+            source = target + (f" AT (VERSION => {int(snapshot)})" if snapshot is not None else "")
+            query = f"SELECT * FROM {source}"
             params: list[date | None] = []
             if column is not None:
-                validate_identifier(column, "partition column")
-                query += f" WHERE {_quote(column)} >= ? AND {_quote(column)} < ?"
+                col = _quote(validate_identifier(column, "partition column"))
+                # Ordered by the partition column, then by every column, so the order does not
+                # depend on how the writes split the rows into files (DuckDB's sort is not
+                # stable).
+                query = (
+                    f"SELECT * EXCLUDE (_part) FROM (SELECT {col} AS _part, * FROM {source} "
+                    f"WHERE {col} >= ? AND {col} < ? ORDER BY ALL)"
+                )
                 params = [start, end]
-                query += f" ORDER BY {_quote(column)}"
             return _frame(con.sql(query, params=params or None).to_arrow_table())
 
+    @_busy_retried
     def query(self, sql: str, params: list | None = None, read_only: bool = False) -> pl.DataFrame:
         """Run a read query against the warehouse (tables are ``<schema>.<table>``)."""
         import polars as pl
